@@ -1,0 +1,5 @@
+"""``python -m acmedryrun``: the CLI."""
+
+from acmedryrun.cli import main
+
+raise SystemExit(main())

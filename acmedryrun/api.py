@@ -1,0 +1,324 @@
+"""``dry_run()``: validate the arguments, run the flow, build the report."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from acmedryrun import directories
+from acmedryrun.errors import UsageError
+from acmedryrun.report import Report, Severity, Step
+from acmedryrun.solvers._base import Solver
+
+if TYPE_CHECKING:
+    import josepy as jose
+
+    from acmedryrun.certs import CsrInfo
+    from acmedryrun.flow import Event
+    from acmedryrun.preflight import Identifier
+
+DEFAULT_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Eab:
+    """External account binding credentials (RFC 8555 section 7.3.4).
+
+    Attributes:
+        kid: The key identifier the CA gave you.
+        hmac_key: The base64url-encoded HMAC key the CA gave you (a secret: it is
+            never logged or reported).
+    """
+
+    kid: str
+    hmac_key: str
+
+    def __repr__(self) -> str:
+        return f"Eab(kid={self.kid!r}, hmac_key=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    url: str
+    known: directories.KnownDirectory | None
+    reference_url: str | None
+
+
+def resolve_directory(directory: str, *, allow_production: bool,
+                      reference_directory: str | None = None) -> _Target:
+    """An alias or URL -> the URL, what is known of it, and its production twin.
+
+    Raises:
+        UsageError: unknown alias, not an https URL, or production without
+            ``allow_production``.
+    """
+    if not directory:
+        raise UsageError("--directory: empty")
+    known = directories.by_alias(directory)
+    if known is None:
+        parts = urlsplit(directory)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise UsageError(
+                f"--directory: {directory!r} is neither a URL nor a known alias"
+                f" ({', '.join(directories.aliases())})")
+        known = directories.lookup(directory)
+    url = known.url if known else directory
+    if known and known.kind is directories.Kind.PRODUCTION and not allow_production:
+        raise UsageError(
+            f"--directory: {directory} is a production CA: a dry run there counts against"
+            " real rate limits and issues a trusted certificate (pass --allow-production"
+            " to do it anyway)")
+    if reference_directory is not None:
+        ref = directories.by_alias(reference_directory)
+        ref_url = ref.url if ref else reference_directory
+        if not urlsplit(ref_url).hostname:
+            raise UsageError(f"--reference-directory: {reference_directory!r} is not a URL")
+    else:
+        twin = directories.twin_of(known) if known else None
+        ref_url = twin.url if twin else None
+    return _Target(url, known, ref_url)
+
+
+def _read_input(path: str | os.PathLike[str], option: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read {os.fspath(path)}: {exc.strerror}") from exc
+
+
+def _account_key(account_key: Any) -> tuple[jose.JWK | None, Path | None]:
+    """Returns the key to use, or the path to create a new key at."""
+    from acmedryrun import certs
+
+    if account_key is None:
+        return None, None
+    if isinstance(account_key, bytes):
+        return certs.load_account_key(account_key, "<bytes>"), None
+    if isinstance(account_key, str) and account_key.lstrip().startswith(("-----BEGIN", "{")):
+        return certs.load_account_key(account_key.encode(), "<string>"), None
+    if isinstance(account_key, str | os.PathLike):
+        path = Path(account_key)
+        if path.exists():
+            return certs.load_account_key(_read_input(path, "--account-key"), str(path)), None
+        if not path.parent.is_dir():
+            raise UsageError(f"--account-key: directory {path.parent} does not exist")
+        if not os.access(path.parent, os.W_OK):
+            raise UsageError(f"--account-key: cannot create {path}: directory not writable")
+        return None, path
+    import josepy as jose
+
+    if isinstance(account_key, jose.JWK):
+        return account_key, None
+    raise UsageError("account_key: expected a path, PEM/JWK bytes or a josepy JWK")
+
+
+def _identifiers(identifiers: Sequence[str]) -> list[Identifier]:
+    from acmedryrun.preflight import parse_identifier
+
+    if isinstance(identifiers, str):
+        raise UsageError("identifiers: pass a list of names, not a single string")
+    idents = [parse_identifier(i) for i in identifiers]
+    if not idents:
+        raise UsageError("-d: no name given")
+    for raw, ident in zip(identifiers, idents, strict=True):
+        if not ident.value or any(ch.isspace() for ch in raw.strip()) or "/" in ident.value:
+            raise UsageError(f"-d: {raw!r} is not a domain name or IP address")
+    return idents
+
+
+def dry_run(
+    identifiers: Sequence[str],
+    *,
+    directory: str,
+    solver: Solver | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    key_type: str = "ec256",
+    csr: bytes | str | None = None,
+    account_key: str | os.PathLike[str] | bytes | jose.JWK | None = None,
+    email: str | None = None,
+    eab: Eab | tuple[str, str] | None = None,
+    profile: str | None = None,
+    preflight: bool = True,
+    reference_directory: str | None = None,
+    allow_production: bool = False,
+    on_event: Callable[[Event], None] | None = None,
+) -> Report:
+    """Run a complete issuance against a staging directory and say what it means.
+
+    Args:
+        identifiers: The names (and IP addresses) of the certificate, in order.
+            With ``csr``, they must match the CSR's names (or be empty).
+        directory: A directory URL or a known alias (``letsencrypt-staging``, ...).
+        solver: Answers the challenges; default ``HTTP01Standalone(port=80)``.
+        ca_bundle: Trust anchors for the CA's TLS; beats ``REQUESTS_CA_BUNDLE``.
+        timeout: One overall deadline for the whole run, in seconds.
+        key_type: The certificate key: ``ec256`` (default), ``ec384``, ``rsa2048``,
+            ``rsa3072``, ``rsa4096``.  Ignored with ``csr``.
+        csr: The subscriber's own CSR (PEM or DER).
+        account_key: A key file path (created with mode 0600 if missing), PEM/JWK
+            bytes, or a josepy JWK.  Default: a fresh key for this run only.
+        email: A contact address for a new account.
+        eab: External account binding, as :class:`Eab` or ``(kid, hmac_key)``.
+        profile: An ACME profile name to send with newOrder.
+        preflight: Run the local checks first (default True).
+        reference_directory: The production directory to compare with; defaults
+            to the production twin of a known staging directory.
+        allow_production: Permit a production directory (default False).
+        on_event: Called with progress :class:`~acmedryrun.flow.Event` records.
+
+    Returns:
+        The report.  Whatever the CA, the network or the subscriber's setup did is
+        in it as problems; a failed run does not raise.
+
+    Raises:
+        UsageError: bad arguments, before any network request.
+    """
+    started = time.monotonic()
+    from acmedryrun import certs, preflight as pf
+    from acmedryrun.solvers.http01 import HTTP01Standalone
+
+    if not isinstance(timeout, int | float) or not 0 < timeout <= 86400:
+        raise UsageError(f"--timeout: {timeout!r} is not a number of seconds in (0, 86400]")
+    target = resolve_directory(directory, allow_production=allow_production,
+                               reference_directory=reference_directory)
+    if ca_bundle is not None and not Path(ca_bundle).is_file():
+        raise UsageError(f"--ca-bundle: {os.fspath(ca_bundle)} is not a readable file")
+    if eab is not None:
+        eab = eab if isinstance(eab, Eab) else Eab(*eab)
+        _check_eab(eab)
+    csr_info: CsrInfo | None = None
+    if csr is not None:
+        data = csr.encode() if isinstance(csr, str) else csr
+        csr_info = certs.load_csr(data, "the CSR")
+        if identifiers:
+            given = sorted({pf.parse_identifier(i).value for i in identifiers})
+            if given != sorted(set(csr_info.names)):
+                raise UsageError(
+                    f"-d: {', '.join(given)} do not match the CSR's names"
+                    f" ({', '.join(csr_info.names)})")
+        identifiers = list(csr_info.names)
+    elif key_type not in certs.KEY_TYPES:
+        raise UsageError(f"--key-type: {key_type!r} is not one of {', '.join(certs.KEY_TYPES)}")
+    idents = _identifiers(identifiers)
+    jwk, new_key_path = _account_key(account_key)
+    solver = solver if solver is not None else HTTP01Standalone(port=80)
+    if not isinstance(solver, Solver):
+        raise UsageError("solver: expected an acmedryrun.solvers.Solver")
+
+    names = tuple(i.value for i in idents)
+    report_base = {"directory": target.url, "identifiers": names}
+    problems = []
+    if preflight:
+        problems = pf.check_identifiers(
+            idents, challenge_type=solver.challenge_type,
+            supports_wildcard=solver.supports_wildcard, supports_ip=solver.supports_ip,
+            known=target.known)
+        if any(p.severity.decisive for p in problems):
+            from acmedryrun.flow import RunState
+
+            state = RunState(problems=list(problems))
+            return _build_report(state, None, report_base, time.monotonic() - started)
+
+    solver.open()  # UsageError (port in use, no webroot) before any request
+    try:
+        if new_key_path is not None:
+            new_key = certs.generate_key("ec256")
+            certs.write_private_key(new_key_path, new_key)
+            jwk = certs.jwk_from_private(new_key)
+        return _run(target, idents, solver, jwk, account_key is not None, csr_info, key_type,
+                    ca_bundle, timeout, eab, email, profile, on_event, problems, report_base,
+                    started)
+    finally:
+        solver.close()
+
+
+def _check_eab(eab: Eab) -> None:
+    import binascii
+
+    import josepy as jose
+
+    if not eab.kid:
+        raise UsageError("--eab-kid: empty")
+    try:
+        if not jose.b64.b64decode(eab.hmac_key):
+            raise ValueError("empty")
+    except (ValueError, binascii.Error) as exc:
+        raise UsageError("--eab-hmac-key: not a base64url-encoded key") from exc
+    if any(ch in eab.hmac_key for ch in "+/="):
+        raise UsageError("--eab-hmac-key: not base64url (it has '+', '/' or '=')")
+
+
+def _run(target: _Target, idents: list[Identifier], solver: Solver, jwk: jose.JWK | None,
+         account_key_given: bool, csr_info: CsrInfo | None, key_type: str,
+         ca_bundle: str | os.PathLike[str] | None, timeout: float, eab: Eab | None,
+         email: str | None, profile: str | None, on_event: Callable[[Event], None] | None,
+         problems: list[Any], report_base: dict[str, Any], started: float) -> Report:
+    from acmedryrun import certs, retry
+    from acmedryrun.flow import Acme, Flow, OrderRequest, RunState
+
+    if jwk is None:
+        jwk = certs.jwk_from_private(certs.generate_key("ec256"))
+    if csr_info is None:
+        csr_info = certs.make_csr(tuple(i.value for i in idents), certs.generate_key(key_type))
+    verify: str | bool = (
+        os.fspath(ca_bundle) if ca_bundle is not None
+        else os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    )
+    state = RunState(problems=list(problems))
+    listener = on_event or (lambda _event: None)
+
+    def on_retry(r: Any) -> None:
+        from acmedryrun.flow import Event
+
+        state.retries.append(r)
+        listener(Event("retry", r.step, retry=r))
+
+    acme = Acme(verify=verify, deadline=retry.Deadline(timeout), on_retry=on_retry)
+    flow = Flow(
+        directory_url=target.url, acme=acme, account_key=jwk,
+        account_key_given=account_key_given,
+        order=OrderRequest(tuple((i.type, i.value) for i in idents), csr_info, profile),
+        solver=solver, eab=(eab.kid, eab.hmac_key) if eab else None, email=email,
+        reference_url=target.reference_url, reference_verify=verify, on_event=listener,
+        state=state,
+    )
+    try:
+        flow.run()
+    finally:
+        acme.session.close()
+    return _build_report(state, acme, report_base, time.monotonic() - started)
+
+
+def _build_report(state: Any, acme: Any, base: dict[str, Any], duration: float) -> Report:
+    from acmedryrun import certs
+    from acmedryrun.classify import survived_retries_warning
+    from acmedryrun.report import RequestStats
+    from acmedryrun.verdict import decide
+
+    problems = list(state.problems)
+    if state.retries and not any(p.severity.decisive for p in problems):
+        problems.append(survived_retries_warning(len(state.retries), state.retries[0].step))
+    decision = decide(problems, state.retries)
+    return Report(
+        verdict=decision.verdict,
+        prod_likely_to_succeed=decision.prod_likely_to_succeed,
+        confidence=decision.confidence,
+        directory=base["directory"],
+        identifiers=base["identifiers"],
+        problems=tuple(problems),
+        retries=tuple(state.retries),
+        steps=tuple(state.steps),
+        requests=acme.stats() if acme is not None else RequestStats(),
+        certificate=certs.summarize(state.chain_pem) if state.chain_pem else None,
+        account_url=state.account_url,
+        duration_s=duration,
+    )
+
+
+

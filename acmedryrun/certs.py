@@ -1,0 +1,229 @@
+"""Keys, CSRs and the issued chain: generate, load, check.  No network I/O."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import josepy as jose
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.x509.oid import NameOID
+
+from acmedryrun.errors import UsageError
+from acmedryrun.report import CertificateSummary
+
+KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def generate_key(key_type: str) -> PrivateKey:
+    """A fresh private key of one of :data:`KEY_TYPES`."""
+    if key_type == "ec256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "ec384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if key_type in ("rsa2048", "rsa3072", "rsa4096"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
+    raise UsageError(f"--key-type: {key_type!r} is not one of {', '.join(KEY_TYPES)}")
+
+
+def jwk_from_private(key: PrivateKey) -> jose.JWK:
+    """The josepy JWK for an account key."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return jose.JWKEC(key=key)
+    return jose.JWKRSA(key=key)
+
+
+def load_account_key(data: bytes, source: str) -> jose.JWK:
+    """Parse an account key given as PEM or as a JWK (JSON).
+
+    Raises:
+        UsageError: it is neither, or not a supported key type.
+    """
+    text = data.strip()
+    try:
+        if text.startswith(b"{"):
+            jwk = jose.JWK.from_json(json.loads(text))
+            if not isinstance(jwk, jose.JWKEC | jose.JWKRSA) or not _is_private(jwk):
+                raise UsageError(f"--account-key: {source} is not a private EC or RSA JWK")
+            return jwk
+        key = serialization.load_pem_private_key(text, password=None)
+    except UsageError:
+        raise
+    except (ValueError, TypeError, KeyError, jose.DeserializationError) as exc:
+        raise UsageError(f"--account-key: {source} is not a PEM or JWK private key") from exc
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
+            raise UsageError(f"--account-key: {source}: unsupported curve {key.curve.name}")
+        return jose.JWKEC(key=key)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return jose.JWKRSA(key=key)
+    raise UsageError(f"--account-key: {source} is not an EC or RSA key")
+
+
+def _is_private(jwk: jose.JWK) -> bool:
+    return hasattr(jwk.key, "private_bytes")
+
+
+def write_private_key(path: Path, key: PrivateKey) -> None:
+    """Write a new key file, mode 0600, atomically; never overwrite an existing file.
+
+    Raises:
+        UsageError: the file exists already or cannot be created.
+    """
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, pem)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)  # fails if path appeared meanwhile: never clobber a key
+    except OSError as exc:
+        raise UsageError(f"--account-key: cannot create {path}: {exc.strerror}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CsrInfo:
+    """A CSR to finalize with, and what the issued certificate must match."""
+
+    der: bytes
+    public_key: CertificatePublicKeyTypes
+    names: tuple[str, ...]
+
+    @property
+    def public_der(self) -> bytes:
+        """The public key as SubjectPublicKeyInfo DER, for comparisons."""
+        return self.public_key.public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def make_csr(names: tuple[str, ...], key: CertificateIssuerPrivateKeyTypes) -> CsrInfo:
+    """A CSR for ``names`` (DNS names and IP addresses) signed by ``key``."""
+    sans: list[x509.GeneralName] = []
+    for name in names:
+        ip = _ip(name)
+        sans.append(x509.IPAddress(ip) if ip else x509.DNSName(name))
+    first_dns = next((n for n in names if _ip(n) is None and len(n) <= 64), None)
+    subject = [x509.NameAttribute(NameOID.COMMON_NAME, first_dns)] if first_dns else []
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(subject))
+    csr = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False).sign(
+        key, hashes.SHA256())
+    return CsrInfo(csr.public_bytes(serialization.Encoding.DER), csr.public_key(), names)
+
+
+def load_csr(data: bytes, source: str) -> CsrInfo:
+    """Parse the subscriber's CSR (PEM or DER) and read its names.
+
+    Raises:
+        UsageError: it does not parse, is not signed by its own key, or names nothing.
+    """
+    try:
+        csr = (x509.load_pem_x509_csr(data) if b"-----BEGIN" in data
+               else x509.load_der_x509_csr(data))
+    except ValueError as exc:
+        raise UsageError(f"--csr: {source} is not a PEM or DER certificate request") from exc
+    try:
+        valid = csr.is_signature_valid
+    except (ValueError, InvalidSignature, x509.UnsupportedGeneralNameType):
+        valid = False
+    if not valid:
+        raise UsageError(f"--csr: {source} is not signed by its own key")
+    names: list[str] = []
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names += [str(n) for n in san.get_values_for_type(x509.DNSName)]
+        names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        pass
+    if not names:
+        names = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if not names:
+        raise UsageError(f"--csr: {source} names no domain (no subjectAltName, no CN)")
+    return CsrInfo(csr.public_bytes(serialization.Encoding.DER), csr.public_key(),
+                   tuple(dict.fromkeys(n.lower() for n in names)))
+
+
+def _names_of(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [n.lower() for n in san.get_values_for_type(x509.DNSName)] + [
+        str(ip) for ip in san.get_values_for_type(x509.IPAddress)
+    ]
+
+
+def _parse_chain(pem: str) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(pem.encode("ascii", "replace"))
+
+
+def verify_chain(pem: str, csr: CsrInfo) -> str | None:
+    """Check the issued chain; return what is wrong, or None when it is right.
+
+    The chain must parse, its leaf must carry the CSR's public key and exactly
+    the ordered names, and each certificate must be signed by the next one.
+    """
+    try:
+        chain = _parse_chain(pem)
+    except ValueError as exc:
+        return f"the certificate chain does not parse: {exc}"
+    if not chain:
+        return "the certificate response holds no certificate"
+    leaf = chain[0]
+    leaf_key = leaf.public_key().public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    if leaf_key != csr.public_der:
+        return "the certificate's public key is not the CSR's"
+    got, want = sorted(set(_names_of(leaf))), sorted({n.lower() for n in csr.names})
+    if got != want:
+        return f"the certificate names {got}, the order asked for {want}"
+    for child, parent in zip(chain, chain[1:], strict=False):
+        try:
+            child.verify_directly_issued_by(parent)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            return (f"{child.subject.rfc4514_string()} is not issued by "
+                    f"{parent.subject.rfc4514_string()}: {exc or 'bad signature'}")
+    return None
+
+
+def summarize(pem: str) -> CertificateSummary | None:
+    """A summary of the issued chain for the report, or None if it does not parse."""
+    try:
+        chain = _parse_chain(pem)
+    except ValueError:
+        return None
+    if not chain:
+        return None
+    leaf = chain[0]
+    return CertificateSummary(
+        serial=format(leaf.serial_number, "x"),
+        not_before=leaf.not_valid_before_utc.isoformat(),
+        not_after=leaf.not_valid_after_utc.isoformat(),
+        chain_length=len(chain),
+        names=tuple(_names_of(leaf)),
+        issuer=leaf.issuer.rfc4514_string(),
+    )

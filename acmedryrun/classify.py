@@ -1,0 +1,706 @@
+"""Whose fault is it?  What happened -> :class:`~acmedryrun.report.Problem`.
+
+This module is pure: it takes *observations* (plain data describing what the CA,
+the network or a solver did) and returns data.  No I/O, no ``requests``, no
+``acme.client``.  ``flow.py`` turns foreign exceptions into observations at one
+boundary; this module decides blame, severity, hint and retry policy, driven by
+the tables below.  ``../shared/TAXONOMY.md`` is the prose form of these tables.
+
+Observations::
+
+    Observation
+     +-- AcmeError          a problem document (RFC 8555 section 6.7, RFC 7807)
+     +-- HttpError          a non-2xx status without a problem document
+     +-- TransportError     no HTTP response at all: refused, reset, timeout, TLS
+     +-- MalformedResponse  a response that is not what RFC 8555 requires
+     +-- Stuck              an authorization or order that never left a state
+     +-- DeadlineExceeded   the run's one overall deadline expired
+     +-- SolverError        the local challenge solver could not do its part
+     +-- InvalidChain       the issued chain does not parse or does not match
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NamedTuple, TypeAlias
+
+from acmedryrun.report import Cause, Confidence, Problem, Severity, Step
+
+ACME_ERROR_PREFIX = "urn:ietf:params:acme:error:"
+
+CLIENT = Cause.CLIENT
+STAGING = Cause.STAGING
+HIGH, MEDIUM, LOW = Confidence.HIGH, Confidence.MEDIUM, Confidence.LOW
+
+
+# --------------------------------------------------------------------------- observations
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeError:
+    """An ACME problem document the CA sent (RFC 8555 section 6.7).
+
+    ``type`` is the full URN or its short form (``badNonce``).
+    """
+
+    type: str
+    detail: str = ""
+    status: int | None = None
+    subproblems: tuple[AcmeError, ...] = ()
+    identifier: str | None = None
+    retry_after: float | None = None
+    help_url: str | None = None
+
+    @property
+    def short_type(self) -> str:
+        """The type without the ``urn:ietf:params:acme:error:`` prefix."""
+        return self.type.removeprefix(ACME_ERROR_PREFIX)
+
+    @property
+    def urn(self) -> str:
+        """The full type URN (a non-ACME type is returned as sent)."""
+        return self.type if ":" in self.type else ACME_ERROR_PREFIX + self.type
+
+
+@dataclass(frozen=True, slots=True)
+class HttpError:
+    """A non-2xx response that carried no problem document (e.g. a load balancer's HTML)."""
+
+    status: int
+    content_type: str = ""
+    body_excerpt: str = ""
+    retry_after: float | None = None
+
+
+class TransportKind(str, enum.Enum):
+    """How a request failed before any HTTP response arrived."""
+
+    REFUSED = "connection_refused"
+    RESET = "connection_reset"
+    TIMEOUT = "timeout"
+    TLS_VERIFY = "tls_verify"
+    TLS = "tls_handshake"
+    DNS = "dns_resolution"
+    OTHER = "connection_error"
+
+
+@dataclass(frozen=True, slots=True)
+class TransportError:
+    """No HTTP response: the connection failed.
+
+    Attributes:
+        kind: How it failed.
+        detail: The underlying error's text.
+        reference_ok: What one read-only GET of the production twin's directory
+            showed: True = it answered (so this machine can reach a CA: staging is
+            at fault); False = it failed the same way (this machine's network or
+            trust store is at fault); None = no twin to ask.
+    """
+
+    kind: TransportKind
+    detail: str = ""
+    reference_ok: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedResponse:
+    """A response that breaks RFC 8555: not JSON, no ``Replay-Nonce``, no ``Location``."""
+
+    what: str
+    detail: str = ""
+    status: int | None = None
+
+
+class StuckState(str, enum.Enum):
+    """States an object can get stuck in past the deadline."""
+
+    AUTHORIZATION_PENDING = "authorization_pending"
+    ORDER_PROCESSING = "order_processing"
+    ORDER_PENDING = "order_pending"
+
+
+@dataclass(frozen=True, slots=True)
+class Stuck:
+    """An authorization or order that stayed in one state until the deadline."""
+
+    state: StuckState
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineExceeded:
+    """The one overall deadline expired; ``waiting_on`` says for whom (``ca`` or ``solver``)."""
+
+    waiting_on: str = "ca"
+    detail: str = ""
+
+
+class SolverErrorKind(str, enum.Enum):
+    """Why a local challenge solver failed."""
+
+    PORT_IN_USE = "port_in_use"
+    PERMISSION = "permission"
+    WEBROOT = "webroot"
+    HOOK_FAILED = "hook_failed"
+    HOOK_TIMEOUT = "hook_timeout"
+    UNSUPPORTED = "unsupported"
+    NO_CHALLENGE = "no_challenge"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class SolverError:
+    """The local solver could not place or remove a challenge response."""
+
+    kind: SolverErrorKind
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidChain:
+    """The issued certificate chain does not parse or does not match the request."""
+
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationInvalid:
+    """An authorization went ``invalid`` and the CA said nothing about why."""
+
+    detail: str = ""
+
+
+Observation: TypeAlias = (
+    AcmeError
+    | HttpError
+    | TransportError
+    | MalformedResponse
+    | Stuck
+    | DeadlineExceeded
+    | SolverError
+    | InvalidChain
+    | AuthorizationInvalid
+)
+
+
+# --------------------------------------------------------------------------- retry policy
+
+
+class RetryKind(str, enum.Enum):
+    """How the one retry adapter treats a failed request."""
+
+    #: Never retried: a client fault, or something a retry cannot change.
+    NONE = "none"
+    #: At once, with the fresh nonce the error response carried (badNonce).
+    IMMEDIATE = "immediate"
+    #: Exponential backoff with jitter; Retry-After wins when larger.
+    BACKOFF = "backoff"
+    #: Wait only when Retry-After fits in the deadline (HTTP 429).
+    RATE_LIMIT = "rate_limit"
+
+
+def retry_kind(obs: Observation) -> RetryKind:
+    """How to retry the request that produced ``obs`` (TAXONOMY.md, "Retry policy")."""
+    if isinstance(obs, AcmeError):
+        t = obs.short_type
+        if t == "badNonce":
+            return RetryKind.IMMEDIATE
+        if t == "serverInternal":
+            return RetryKind.BACKOFF
+        if t == "rateLimited":
+            return RetryKind.BACKOFF if obs.status == 503 else RetryKind.RATE_LIMIT
+        if obs.status is not None and obs.status >= 500 and t not in ACME_TYPES:
+            return RetryKind.BACKOFF
+        return RetryKind.NONE
+    if isinstance(obs, HttpError):
+        if obs.status == 429:
+            return RetryKind.RATE_LIMIT
+        if obs.status >= 500:
+            return RetryKind.BACKOFF
+        return RetryKind.NONE
+    if isinstance(obs, TransportError):
+        return RetryKind.NONE if obs.kind is TransportKind.TLS_VERIFY else RetryKind.BACKOFF
+    if isinstance(obs, MalformedResponse):
+        return RetryKind.BACKOFF
+    return RetryKind.NONE
+
+
+def retry_reason(obs: Observation) -> str:
+    """A short stable label for ``report.retries[].reason``."""
+    if isinstance(obs, AcmeError):
+        return obs.short_type if obs.short_type in ACME_TYPES else "acme_error"
+    if isinstance(obs, HttpError):
+        return f"http_{obs.status}"
+    if isinstance(obs, TransportError):
+        return obs.kind.value
+    if isinstance(obs, MalformedResponse):
+        return f"malformed_{obs.what}"
+    return type(obs).__name__
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+class Rule(NamedTuple):
+    """One row of a table: the blame and the words for one kind of failure."""
+
+    name: str
+    cause: Cause
+    hint: str
+    confidence: Confidence = HIGH
+
+
+_VALIDATION_HINT_TAIL = (
+    " If the self-check from this machine passed, the CA's vantage points see something"
+    " else: a firewall, geo-blocking or split DNS."
+)
+
+#: ACME problem types (short form) -> blame.  RFC 8555 section 6.7, RFC 9773
+#: (alreadyReplaced), the profiles draft (invalidProfile), Boulder's extras.
+ACME_TYPES: Mapping[str, Rule] = {
+    # -- staging: the CA itself misbehaved
+    "badNonce": Rule(
+        "BadNonceStorm", STAGING,
+        "The CA kept rejecting fresh nonces after every retry: staging is flaky. Retry later.",
+    ),
+    "serverInternal": Rule(
+        "ServerInternal", STAGING,
+        "The staging CA had an internal error. It says nothing about production; retry later.",
+    ),
+    # -- client: validation (the subscriber's DNS, firewall, web server, CAA)
+    "connection": Rule(
+        "ValidationConnection", CLIENT,
+        "The CA could not connect to your server for the challenge: check that the name"
+        " resolves to this server and that port 80 (http-01) or 443 (tls-alpn-01) is open"
+        " to the internet." + _VALIDATION_HINT_TAIL,
+    ),
+    "dns": Rule(
+        "ValidationDns", CLIENT,
+        "The CA's DNS lookup failed: check the name's A/AAAA/CAA/TXT records and that"
+        " its authoritative servers answer (no SERVFAIL, no broken DNSSEC).",
+    ),
+    "tls": Rule(
+        "ValidationTls", CLIENT,
+        "The TLS handshake for the challenge failed: check the responder on port 443"
+        " (tls-alpn-01) or the HTTPS site a redirect points to.",
+    ),
+    "unauthorized": Rule(
+        "Unauthorized", CLIENT,
+        "The CA found the wrong challenge response (or refused the account): check that"
+        " the token or TXT record is served for this name, from every address it has."
+        + _VALIDATION_HINT_TAIL,
+    ),
+    "incorrectResponse": Rule(
+        "ValidationIncorrectResponse", CLIENT,
+        "The challenge response did not match what the CA expected: check that another"
+        " server or a proxy does not answer in place of the solver.",
+    ),
+    "caa": Rule(
+        "CaaForbidden", CLIENT,
+        "A CAA record forbids this CA from issuing for the name: add an 'issue' (or"
+        " 'issuewild') property naming the CA, or remove the record.",
+    ),
+    "unknownHost": Rule(
+        "ValidationUnknownHost", CLIENT,
+        "The CA could not resolve the name: publish an A or AAAA record for it.",
+    ),
+    # -- client: the request or the account
+    "rejectedIdentifier": Rule(
+        "RejectedIdentifier", CLIENT,
+        "The CA will not issue for this name (policy, blocklist, or an internal name):"
+        " production refuses it too.",
+    ),
+    "unsupportedIdentifier": Rule(
+        "UnsupportedIdentifier", CLIENT,
+        "The CA does not issue for this kind of identifier (e.g. IP addresses).",
+    ),
+    "badCSR": Rule(
+        "BadCsr", CLIENT,
+        "The CA rejected the CSR: check its names, key type and size, and signature.",
+    ),
+    "badPublicKey": Rule(
+        "BadPublicKey", CLIENT,
+        "The CA rejected a public key (account or certificate): use ec256/ec384 or RSA 2048-4096.",
+    ),
+    "badSignatureAlgorithm": Rule(
+        "BadSignatureAlgorithm", CLIENT,
+        "The CA does not accept the signature algorithm: use ES256/ES384 or RS256.",
+    ),
+    "invalidContact": Rule(
+        "InvalidContact", CLIENT,
+        "The CA rejected the contact address: use a real mailto: address on a public domain.",
+    ),
+    "unsupportedContact": Rule(
+        "UnsupportedContact", CLIENT,
+        "The CA does not support this contact URL scheme: use mailto:.",
+    ),
+    "externalAccountRequired": Rule(
+        "ExternalAccountRequired", CLIENT,
+        "The CA requires external account binding: pass --eab-kid and --eab-hmac-key from"
+        " your CA account.",
+    ),
+    "userActionRequired": Rule(
+        "UserActionRequired", CLIENT,
+        "The CA needs you to act (e.g. accept new terms of service): follow the link it gave.",
+    ),
+    "agreementRequired": Rule(
+        "AgreementRequired", CLIENT,
+        "The CA requires agreeing to its terms of service.",
+    ),
+    "accountDoesNotExist": Rule(
+        "AccountDoesNotExist", CLIENT,
+        "No account exists for this key at the CA: let acmedryrun create one, or pass the"
+        " right --account-key.",
+    ),
+    "orderNotReady": Rule(
+        "OrderNotReady", CLIENT,
+        "The order was finalized before all its authorizations were valid.",
+    ),
+    "alreadyReplaced": Rule(
+        "AlreadyReplaced", CLIENT,
+        "The certificate named in 'replaces' was already replaced (RFC 9773): renew from"
+        " the newest certificate.",
+    ),
+    "invalidProfile": Rule(
+        "InvalidProfile", CLIENT,
+        "The CA does not offer the requested profile: pick one of the directory's"
+        " meta.profiles.",
+    ),
+    "alreadyRevoked": Rule(
+        "AlreadyRevoked", CLIENT, "The certificate is already revoked.",
+    ),
+    "badRevocationReason": Rule(
+        "BadRevocationReason", CLIENT, "The CA does not accept this revocation reason.",
+    ),
+    "malformed": Rule(
+        "Malformed", CLIENT,
+        "The CA rejected the request as malformed. Staging gets stricter checks before"
+        " production, so production may still accept it today, but it will not for long:"
+        " fix the request (or report it to your ACME client).",
+        MEDIUM,
+    ),
+}
+
+_RATE_LIMITED_CLIENT = Rule(
+    "RateLimited", CLIENT,
+    "A rate limit was hit. Staging's limits are far above production's, so production"
+    " would refuse too: wait for the Retry-After time and reduce how often you order.",
+)
+_RATE_LIMITED_STAGING = Rule(
+    "ServiceBusy", STAGING,
+    "The staging CA is overloaded ('service busy'). It says nothing about production;"
+    " retry later.",
+)
+_UNKNOWN_ACME_TYPE = Rule(
+    "UnknownAcmeError", STAGING,
+    "The CA sent a problem type acmedryrun does not know; it is not taken as your fault.",
+    LOW,
+)
+
+_HTTP_UNAVAILABLE = Rule(
+    "ServerUnavailable", STAGING,
+    "The staging CA (or its load balancer) answered with an error page: staging is down"
+    " or overloaded. It says nothing about production; retry later.",
+)
+_HTTP_SERVER_ERROR = Rule(
+    "ServerError", STAGING,
+    "The staging CA answered with a server error and no problem document. Retry later.",
+)
+_HTTP_RATE_LIMITED = Rule(
+    "RateLimited", CLIENT,
+    "HTTP 429 Too Many Requests: production's limits are lower still. Slow down.",
+    MEDIUM,
+)
+_HTTP_NOT_FOUND_DIRECTORY = Rule(
+    "DirectoryNotFound", CLIENT,
+    "Nothing answers as an ACME directory at this URL: check --directory.",
+    MEDIUM,
+)
+_HTTP_OTHER = Rule(
+    "UnexpectedHttpStatus", STAGING,
+    "The CA answered with an error status and no problem document (RFC 8555 requires one).",
+    LOW,
+)
+
+#: (transport kind, what the production twin's directory did) -> blame.
+TRANSPORT: Mapping[tuple[TransportKind, bool | None], Rule] = {
+    **{
+        (kind, True): Rule(
+            "StagingUnreachable", STAGING,
+            "The staging CA could not be reached, but the production CA could: staging is"
+            " down. It says nothing about production; retry later.",
+        )
+        for kind in TransportKind
+        if kind is not TransportKind.TLS_VERIFY
+    },
+    **{
+        (kind, False): Rule(
+            "CaUnreachable", CLIENT,
+            "Neither the staging nor the production CA could be reached from this machine:"
+            " check its firewall, proxy and DNS. Production would fail the same way.",
+        )
+        for kind in TransportKind
+        if kind is not TransportKind.TLS_VERIFY
+    },
+    **{
+        (kind, None): Rule(
+            "StagingUnreachable", STAGING,
+            "The CA could not be reached and there is no production twin to compare with:"
+            " most likely the CA is down. Check this machine's network if it persists.",
+            LOW,
+        )
+        for kind in TransportKind
+        if kind is not TransportKind.TLS_VERIFY
+    },
+    (TransportKind.TLS_VERIFY, True): Rule(
+        "StagingCertificateInvalid", STAGING,
+        "The staging CA's TLS certificate failed verification while production's passed"
+        " with the same trust store: staging's certificate is at fault.",
+    ),
+    (TransportKind.TLS_VERIFY, False): Rule(
+        "TrustStoreStale", CLIENT,
+        "TLS verification failed for staging and production alike: this machine's CA"
+        " bundle is stale or wrong (check --ca-bundle, REQUESTS_CA_BUNDLE, ca-certificates).",
+    ),
+    (TransportKind.TLS_VERIFY, None): Rule(
+        "TlsVerificationFailed", STAGING,
+        "The CA's TLS certificate failed verification. If this CA uses a private root,"
+        " pass it with --ca-bundle.",
+        LOW,
+    ),
+}
+
+_MALFORMED = Rule(
+    "MalformedResponse", STAGING,
+    "The staging CA sent a response that breaks RFC 8555. It says nothing about"
+    " production; retry later.",
+)
+
+STUCK: Mapping[StuckState, Rule] = {
+    StuckState.AUTHORIZATION_PENDING: Rule(
+        "AuthorizationStuckPending", STAGING,
+        "The challenge was answered but the CA never finished validating before the"
+        " deadline: staging's validation is slow or stuck. Retry later, or raise --timeout.",
+    ),
+    StuckState.ORDER_PROCESSING: Rule(
+        "OrderStuckProcessing", STAGING,
+        "The order was finalized but the CA never issued before the deadline: staging's"
+        " issuance is slow or stuck. Retry later, or raise --timeout.",
+    ),
+    StuckState.ORDER_PENDING: Rule(
+        "OrderStuckPending", STAGING,
+        "All authorizations were valid but the order never became ready.",
+    ),
+}
+
+_DEADLINE: Mapping[str, Rule] = {
+    "ca": Rule(
+        "DeadlineExceeded", STAGING,
+        "The run's deadline expired while waiting on the staging CA. Retry later, or"
+        " raise --timeout.",
+    ),
+    "solver": Rule(
+        "SolverDeadlineExceeded", CLIENT,
+        "The run's deadline expired while the local solver (or its hook) was working:"
+        " make it faster, or raise --timeout.",
+    ),
+}
+
+SOLVER: Mapping[SolverErrorKind, Rule] = {
+    SolverErrorKind.PORT_IN_USE: Rule(
+        "SolverPortInUse", CLIENT,
+        "The challenge responder's port is already in use: stop the server on it, or use"
+        " --webroot (http-01) with the running server.",
+    ),
+    SolverErrorKind.PERMISSION: Rule(
+        "SolverPermissionDenied", CLIENT,
+        "The challenge responder may not bind its port (ports below 1024 need root or"
+        " CAP_NET_BIND_SERVICE).",
+    ),
+    SolverErrorKind.WEBROOT: Rule(
+        "WebrootNotWritable", CLIENT,
+        "The challenge file could not be written under the webroot: check the path and"
+        " its permissions.",
+    ),
+    SolverErrorKind.HOOK_FAILED: Rule(
+        "HookFailed", CLIENT,
+        "The hook script failed: run it by hand with the same CERTBOT_* environment.",
+    ),
+    SolverErrorKind.HOOK_TIMEOUT: Rule(
+        "HookTimeout", CLIENT,
+        "The hook script did not finish in time: make it faster or raise its time limit.",
+    ),
+    SolverErrorKind.UNSUPPORTED: Rule(
+        "ChallengeUnsupported", CLIENT,
+        "The solver cannot answer this identifier (wildcards need dns-01; IP addresses"
+        " need http-01 or tls-alpn-01).",
+    ),
+    SolverErrorKind.NO_CHALLENGE: Rule(
+        "NoMatchingChallenge", CLIENT,
+        "The CA offered no challenge of the solver's type for this identifier: choose"
+        " another challenge type.",
+    ),
+    SolverErrorKind.OTHER: Rule(
+        "SolverFailed", CLIENT,
+        "The challenge solver failed: see the detail.",
+    ),
+}
+
+_INVALID_CHAIN = Rule(
+    "InvalidCertificateChain", STAGING,
+    "The staging CA issued a chain that does not parse or does not match the request."
+    " It says nothing about production.",
+)
+_AUTHZ_INVALID = Rule(
+    "AuthorizationInvalid", STAGING,
+    "The CA marked the authorization invalid without saying why.",
+    LOW,
+)
+
+
+# --------------------------------------------------------------------------- classify
+
+
+def rule_for(obs: Observation, step: Step) -> Rule:
+    """The table row that decides ``obs`` (exposed for the table tests)."""
+    if isinstance(obs, AcmeError):
+        return _acme_rule(obs)
+    if isinstance(obs, HttpError):
+        if obs.status == 429:
+            return _HTTP_RATE_LIMITED
+        if obs.status in (502, 503, 504):
+            return _HTTP_UNAVAILABLE
+        if obs.status >= 500:
+            return _HTTP_SERVER_ERROR
+        if obs.status == 404 and step is Step.DIRECTORY:
+            return _HTTP_NOT_FOUND_DIRECTORY
+        return _HTTP_OTHER
+    if isinstance(obs, TransportError):
+        return TRANSPORT[(obs.kind, obs.reference_ok)]
+    if isinstance(obs, MalformedResponse):
+        return _MALFORMED
+    if isinstance(obs, Stuck):
+        return STUCK[obs.state]
+    if isinstance(obs, DeadlineExceeded):
+        return _DEADLINE.get(obs.waiting_on, _DEADLINE["ca"])
+    if isinstance(obs, SolverError):
+        return SOLVER[obs.kind]
+    if isinstance(obs, InvalidChain):
+        return _INVALID_CHAIN
+    return _AUTHZ_INVALID
+
+
+def _acme_rule(err: AcmeError) -> Rule:
+    t = err.short_type
+    if t == "rateLimited":
+        return _RATE_LIMITED_STAGING if err.status == 503 else _RATE_LIMITED_CLIENT
+    if t == "compound":
+        rules = [_acme_rule(sub) for sub in err.subproblems]
+        client = [r for r in rules if r.cause is CLIENT]
+        if client:
+            return client[0]
+        if rules:
+            return rules[0]
+        return _UNKNOWN_ACME_TYPE
+    return ACME_TYPES.get(t, _UNKNOWN_ACME_TYPE)
+
+
+def _detail(obs: Observation) -> str:
+    if isinstance(obs, AcmeError):
+        if obs.subproblems:
+            subs = "; ".join(
+                f"{s.identifier + ': ' if s.identifier else ''}{s.short_type}: {s.detail}"
+                for s in obs.subproblems
+            )
+            return f"{obs.detail} [{subs}]" if obs.detail else subs
+        return obs.detail or obs.short_type
+    if isinstance(obs, HttpError):
+        excerpt = " ".join(obs.body_excerpt.split())[:200]
+        ctype = obs.content_type or "no content type"
+        return f"HTTP {obs.status} ({ctype}) without a problem document: {excerpt}".rstrip(": ")
+    if isinstance(obs, TransportError):
+        return f"{obs.kind.value}: {obs.detail}" if obs.detail else obs.kind.value
+    if isinstance(obs, MalformedResponse):
+        return f"{obs.what}: {obs.detail}" if obs.detail else obs.what
+    if isinstance(obs, Stuck | DeadlineExceeded | SolverError | InvalidChain | AuthorizationInvalid):
+        return obs.detail
+    raise TypeError(f"not an observation: {obs!r}")  # pragma: no cover - exhaustive above
+
+
+def _status(obs: Observation) -> int | None:
+    if isinstance(obs, AcmeError | HttpError | MalformedResponse):
+        return obs.status
+    return None
+
+
+def _compound_identifier(err: AcmeError) -> str | None:
+    if err.identifier or not err.subproblems:
+        return err.identifier
+    client = [s for s in err.subproblems if _acme_rule(s).cause is CLIENT]
+    return (client or list(err.subproblems))[0].identifier
+
+
+def classify(
+    obs: Observation,
+    *,
+    step: Step,
+    identifier: str | None = None,
+    severity: Severity = Severity.ERROR,
+) -> Problem:
+    """Turn one observation into a :class:`Problem` with its blame.
+
+    Args:
+        obs: What happened.
+        step: The step it happened in.
+        identifier: The name it concerns, when the caller knows it (the problem
+            document's own ``identifier`` wins).
+        severity: ``error`` by default; the flow passes ``fatal`` where the run stops.
+
+    Returns:
+        The problem, with ``cause``, a stable ``name``, a ``hint`` and ``confidence``.
+    """
+    rule = rule_for(obs, step)
+    acme_type = obs.urn if isinstance(obs, AcmeError) else None
+    retry_after = obs.retry_after if isinstance(obs, AcmeError | HttpError) else None
+    help_url = obs.help_url if isinstance(obs, AcmeError) else None
+    ident = identifier
+    if isinstance(obs, AcmeError):
+        ident = _compound_identifier(obs) or identifier
+    hint = rule.hint
+    if isinstance(obs, AcmeError) and obs.short_type == "rateLimited" and retry_after:
+        hint = f"{hint} The CA asked to wait {retry_after:.0f} s."
+    return Problem(
+        name=rule.name,
+        cause=rule.cause,
+        severity=severity,
+        step=step,
+        detail=_detail(obs),
+        hint=hint,
+        identifier=ident,
+        acme_type=acme_type,
+        http_status=_status(obs),
+        confidence=rule.confidence,
+        retry_after=retry_after,
+        help_url=help_url,
+    )
+
+
+def survived_retries_warning(count: int, step: Step) -> Problem:
+    """The warning added when a run went through only after retrying staging faults.
+
+    Args:
+        count: How many retries the run made.
+        step: The step of the first retry.
+    """
+    return Problem(
+        name="StagingUnstable",
+        cause=STAGING,
+        severity=Severity.WARNING,
+        step=step,
+        detail=f"the run succeeded after {count} retr{'y' if count == 1 else 'ies'} of"
+        " transient staging faults",
+        hint="Staging was flaky but the run went through; production is likely fine.",
+        confidence=MEDIUM,
+    )

@@ -1,0 +1,309 @@
+"""The command line: argparse -> dry_run() -> exit code.
+
+Exit codes (CONTRACT.md): 0 likely_success, 1 client_error, 2 staging_unstable,
+64 usage error (argparse's own exit 2 never leaks), 70 internal error (a bug:
+traceback on stderr, never a verdict).
+
+Heavy modules (acme, cryptography, requests) are imported only by the commands
+that need them, so ``acmedryrun --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, NoReturn
+
+from acmedryrun.errors import UsageError
+
+if TYPE_CHECKING:
+    from acmedryrun.flow import Event
+    from acmedryrun.report import Problem, Report
+    from acmedryrun.solvers import Solver
+
+EX_OK = 0
+EX_USAGE = 64
+EX_SOFTWARE = 70
+EX_INTERRUPTED = 130
+
+PROG = "acmedryrun"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are usage errors (exit 64), not exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+# ------------------------------------------------------------------------------ output
+
+
+class Output:
+    """Human output on stderr: a line per step, each problem with its hint, the verdict."""
+
+    def __init__(self, stream: IO[str], *, verbosity: int = 0, color: bool | None = None) -> None:
+        self.stream = stream
+        self.verbosity = verbosity
+        if color is None:
+            color = stream.isatty() and "NO_COLOR" not in os.environ
+        self.color = color
+
+    def _c(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def line(self, text: str = "") -> None:
+        """Write one line (nothing in quiet mode)."""
+        if self.verbosity >= 0:
+            print(text, file=self.stream, flush=True)
+
+    def on_event(self, event: Event) -> None:
+        """The live progress callback for :func:`acmedryrun.dry_run`."""
+        if event.kind == "step_end" and event.status is not None:
+            status = event.status.value
+            code = {"ok": "32", "failed": "31", "skipped": "33"}[status]
+            ms = (event.duration_s or 0.0) * 1000
+            self.line(f"  {event.step.value:<14} {self._c(f'{status:<7}', code)} {ms:8.0f} ms")
+        elif event.kind == "retry" and event.retry is not None and self.verbosity >= 0:
+            r = event.retry
+            self.line(self._c(f"  {r.step.value:<14} retry   {r.reason} (attempt {r.attempt},"
+                              f" waiting {r.wait_s:.2f} s)", "33"))
+
+    def problem(self, p: Problem) -> None:
+        """One problem: cause, severity, name, detail, hint."""
+        code = "31" if p.severity.decisive else "33"
+        where = f" [{p.identifier}]" if p.identifier else ""
+        self.line(self._c(f"{p.severity.value.upper()} {p.name} ({p.cause.value}'s fault,"
+                          f" {p.step.value}){where}", code))
+        if p.detail:
+            self.line(f"    {p.detail}")
+        if p.hint:
+            self.line(f"    hint: {p.hint}")
+
+    def report(self, report: Report) -> None:
+        """The problems, then the verdict line (also in quiet mode)."""
+        if report.problems and self.verbosity >= 0:
+            self.line()
+            for p in report.problems:
+                self.problem(p)
+        if self.verbosity >= 0:
+            self.line()
+            req = report.requests
+            self.line(f"{len(report.identifiers)} name(s), {req.total} requests"
+                      f" ({req.polls} polls, {req.retries} retries), {report.duration_s:.2f} s")
+        prod = {True: "yes", False: "no", None: "cannot tell"}[report.prod_likely_to_succeed]
+        code = {"likely_success": "32;1", "client_error": "31;1",
+                "staging_unstable": "33;1"}[report.verdict.value]
+        print(f"{self._c('verdict: ' + report.verdict.value, code)}"
+              f"  production likely to succeed: {prod}  confidence: {report.confidence.value}",
+              file=self.stream, flush=True)
+
+
+# ------------------------------------------------------------------------------ check
+
+
+def _add_check_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--domain", dest="domains", action="append", default=[],
+                   metavar="NAME", help="a name (or IP address) for the certificate; repeatable")
+    p.add_argument("--directory", default="letsencrypt-staging", metavar="URL|ALIAS",
+                   help="ACME directory URL or alias (default letsencrypt-staging)")
+    p.add_argument("--ca-bundle", metavar="FILE",
+                   help="trust anchors for the ACME server's TLS (beats REQUESTS_CA_BUNDLE)")
+    sol = p.add_argument_group("challenge solver (default: standalone http-01 on port 80)")
+    sol.add_argument("--http-01-port", type=_port, metavar="N",
+                     help="standalone http-01 responder port (default 80)")
+    sol.add_argument("--http-01-address", default="", metavar="ADDR",
+                     help="bind address for it (default all)")
+    sol.add_argument("--webroot", metavar="DIR",
+                     help="http-01 by writing files under DIR/.well-known/acme-challenge/")
+    p.add_argument("--key-type", default="ec256",
+                   choices=("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"),
+                   help="certificate key type (default ec256)")
+    p.add_argument("--csr", metavar="FILE", help="use this CSR (its names are the order's)")
+    p.add_argument("--account-key", metavar="FILE",
+                   help="reuse an account; created (mode 0600) if the file does not exist")
+    p.add_argument("--email", metavar="ADDR", help="contact address for a new account")
+    p.add_argument("--eab-kid", metavar="KID", help="external account binding key id")
+    p.add_argument("--eab-hmac-key", metavar="KEY",
+                   help="external account binding HMAC key (base64url)")
+    p.add_argument("--profile", metavar="NAME", help="ACME profile to request")
+    p.add_argument("--reference-directory", metavar="URL",
+                   help="production directory to compare with (read-only GETs)")
+    p.add_argument("--allow-production", action="store_true",
+                   help="permit a production directory (real rate limits, a trusted cert)")
+    p.add_argument("--no-preflight", dest="preflight", action="store_false",
+                   help="skip the local checks before the CA is asked")
+    p.add_argument("--timeout", type=_seconds, default=300.0, metavar="SECONDS",
+                   help="overall deadline (default 300)")
+    p.add_argument("--json", action="store_true",
+                   help="the report as JSON on stdout; human text goes to stderr")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 86400]")
+    return value
+
+
+def _solver(args: argparse.Namespace) -> Solver:
+    from acmedryrun.solvers import HTTP01Standalone, HTTP01Webroot
+
+    if args.webroot and args.http_01_port:
+        raise UsageError("--webroot and --http-01-port exclude each other")
+    if args.webroot:
+        return HTTP01Webroot(args.webroot)
+    return HTTP01Standalone(port=args.http_01_port or 80, address=args.http_01_address)
+
+
+def _read(path: str, option: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read {path}: {exc.strerror}") from exc
+
+
+def cmd_check(args: argparse.Namespace, out: Output) -> int:
+    """``acmedryrun check``: one dry run, reported."""
+    import acmedryrun
+
+    if not args.domains and not args.csr:
+        raise UsageError("-d: give at least one name (or --csr)")
+    if any(not d.strip() for d in args.domains):
+        raise UsageError("-d: empty name")
+    if bool(args.eab_kid) != bool(args.eab_hmac_key):
+        raise UsageError("--eab-kid and --eab-hmac-key go together")
+    csr = _read(args.csr, "--csr") if args.csr else None
+    out.line(f"acmedryrun: dry run for {', '.join(args.domains) or args.csr}"
+             f" against {args.directory}")
+    report = acmedryrun.dry_run(
+        args.domains,
+        directory=args.directory,
+        solver=_solver(args),
+        ca_bundle=args.ca_bundle,
+        timeout=args.timeout,
+        key_type=args.key_type,
+        csr=csr,
+        account_key=args.account_key,
+        email=args.email,
+        eab=(args.eab_kid, args.eab_hmac_key) if args.eab_kid else None,
+        profile=args.profile,
+        preflight=args.preflight,
+        reference_directory=args.reference_directory,
+        allow_production=args.allow_production,
+        on_event=out.on_event,
+    )
+    return _finish(report, args, out)
+
+
+def _finish(report: Report, args: argparse.Namespace, out: Output) -> int:
+    out.report(report)
+    if args.json:
+        sys.stdout.write(report.to_json() + "\n")
+        sys.stdout.flush()
+    return report.exit_code
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole CLI's parser (also used to render the README's CLI section)."""
+    parser = _Parser(
+        prog=PROG,
+        description="ACME dry runs against staging that tell a broken setup from a flaky"
+        " staging CA.",
+        epilog="exit codes: 0 likely_success, 1 client_error, 2 staging_unstable,"
+        " 64 usage error, 70 internal error",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    check = sub.add_parser("check", help="run one dry run and report the verdict")
+    _add_check_options(check)
+    _add_common(check)
+    demo = sub.add_parser("demo", help="start a local Pebble and run a real dry run against it")
+    demo.add_argument("--scenario", default="success",
+                      choices=("success", "client-error", "staging-unstable", "all"),
+                      help="which outcome to show (default success)")
+    demo.add_argument("--json", action="store_true", help="the report(s) as JSON on stdout")
+    _add_common(demo)
+    return parser
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="also log each HTTP exchange (secrets redacted)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict")
+
+
+def _version() -> str:
+    from acmedryrun import __version__
+
+    return __version__
+
+
+def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    """``acmedryrun demo``: a real dry run against a local Pebble, no internet needed."""
+    from acmedryrun.demo import run_demo
+
+    return run_demo(args, out)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
+    "check": cmd_check,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help(sys.stderr)
+            return EX_USAGE
+        verbosity = -1 if args.quiet else args.verbose
+        out = Output(sys.stderr, verbosity=verbosity)
+        if args.verbose:
+            _log_http(out)
+        return COMMANDS[args.command](args, out)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EX_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EX_INTERRUPTED
+    except Exception:  # noqa: BLE001 - the one place a bug becomes exit 70
+        print(f"{PROG}: internal error (a bug in acmedryrun; please report it):",
+              file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+        return EX_SOFTWARE
+
+
+def _log_http(out: Output) -> None:
+    import logging
+
+    handler = logging.StreamHandler(out.stream)
+    handler.setFormatter(logging.Formatter("  http: %(message)s"))
+    logger = logging.getLogger("acmedryrun.http")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+

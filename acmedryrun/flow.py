@@ -1,0 +1,813 @@
+"""The issuance steps: the only code that talks to the CA.
+
+``directory -> nonce -> account -> order -> authorizations -> challenges -> poll
+-> finalize -> poll -> certificate -> cleanup`` (RFC 8555 section 7).
+
+Foreign exceptions (``requests``, ``OSError`` from a socket, JSON errors) are
+converted to :mod:`acmedryrun.classify` observations in exactly one place,
+:meth:`Acme._send`; everything after that is data.  Anything else that escapes
+is a bug and propagates (the CLI turns it into exit 70 with a traceback).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import josepy as jose
+import requests
+from acme import jws, messages
+
+from acmedryrun import classify as c
+from acmedryrun import retry
+from acmedryrun.certs import CsrInfo, verify_chain
+from acmedryrun.report import (
+    Problem,
+    RequestStats,
+    Retry,
+    Severity,
+    Step,
+    StepResult,
+    StepStatus,
+)
+from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
+
+log = logging.getLogger("acmedryrun.http")
+
+JOSE_CONTENT_TYPE = "application/jose+json"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+USER_AGENT = "acmedryrun"
+
+#: Adaptive polling (issue "performance"): quick when the CA is quick, polite when not.
+POLL_FIRST = 0.05
+POLL_FACTOR = 2.0
+POLL_CAP = 5.0
+#: No single request waits longer than this, whatever the deadline.
+REQUEST_TIMEOUT_CAP = 30.0
+
+
+class StopRun(Exception):  # noqa: N818 - control flow, not an error
+    """Raised inside a step to end the run; the problem is already recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Progress, for ``on_event`` callbacks (the CLI's live output uses it).
+
+    ``kind`` is ``step_start``, ``step_end``, ``problem`` or ``retry``.
+    """
+
+    kind: str
+    step: Step
+    status: StepStatus | None = None
+    duration_s: float | None = None
+    problem: Problem | None = None
+    retry: Retry | None = None
+
+
+@dataclass(slots=True)
+class Response:
+    """What the flow needs of an HTTP response."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object; a body that is not one is a staging fault."""
+        try:
+            data = json.loads(self.body)
+        except ValueError as exc:
+            raise retry.RequestFailed(
+                c.MalformedResponse("json", f"{self.url}: {exc}", self.status)
+            ) from exc
+        if not isinstance(data, dict):
+            raise retry.RequestFailed(
+                c.MalformedResponse("json", f"{self.url}: not a JSON object", self.status)
+            )
+        return data
+
+    @property
+    def location(self) -> str:
+        """The ``Location`` header; its absence is a staging fault."""
+        loc = self.headers.get("Location")
+        if not loc:
+            raise retry.RequestFailed(
+                c.MalformedResponse("location", f"{self.url}: no Location header", self.status)
+            )
+        return loc
+
+    @property
+    def retry_after(self) -> float | None:
+        """``Retry-After`` in seconds (RFC 9110 section 10.2.3)."""
+        return parse_retry_after(self.headers.get("Retry-After"))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Parse ``Retry-After`` given as delay-seconds or as an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _help_link(headers: Mapping[str, str]) -> str | None:
+    for part in headers.get("Link", "").split(","):
+        if 'rel="help"' in part and "<" in part and ">" in part:
+            return part[part.index("<") + 1 : part.index(">")]
+    return None
+
+
+def transport_kind(exc: BaseException) -> c.TransportKind:
+    """Name a ``requests`` exception (the one place that inspects them)."""
+    text = f"{exc!r} {exc.__context__!r}".lower()
+    if isinstance(exc, requests.exceptions.SSLError):
+        if "certificate_verify_failed" in text or "certificate verify failed" in text:
+            return c.TransportKind.TLS_VERIFY
+        return c.TransportKind.TLS
+    if isinstance(exc, requests.exceptions.Timeout):
+        return c.TransportKind.TIMEOUT
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+        return c.TransportKind.RESET
+    if "refused" in text:
+        return c.TransportKind.REFUSED
+    if "name resolution" in text or "name or service not known" in text or "getaddrinfo" in text:
+        return c.TransportKind.DNS
+    if "reset" in text or "remotedisconnected" in text or "aborted" in text or "broken pipe" in text:
+        return c.TransportKind.RESET
+    if "timed out" in text:
+        return c.TransportKind.TIMEOUT
+    return c.TransportKind.OTHER
+
+
+def probe_directory(url: str, verify: str | bool, timeout: float) -> bool:
+    """One read-only GET of a directory: does it answer as an ACME directory?"""
+    try:
+        resp = requests.get(url, verify=verify, timeout=timeout,
+                            headers={"User-Agent": USER_AGENT})
+        return resp.status_code == 200 and "newNonce" in resp.json()
+    except (requests.RequestException, ValueError):
+        return False
+
+
+def _alg_for(key: jose.JWK) -> jose.JWASignature:
+    if isinstance(key, jose.JWKEC):
+        size = key.key.curve.key_size
+        return {256: jose.ES256, 384: jose.ES384, 521: jose.ES512}[size]
+    return jose.RS256
+
+
+class Acme:
+    """An ACME connection: nonces, JWS signing, request counting, the exception boundary.
+
+    Each response's ``Replay-Nonce`` is kept for the next POST (RFC 8555 section
+    6.5), so a newNonce round trip happens once per run, not once per request.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: str | bool,
+        deadline: retry.Deadline,
+        on_retry: Callable[[Retry], None],
+        session: requests.Session | None = None,
+    ) -> None:
+        self.verify = verify
+        self.deadline = deadline
+        self._on_retry = on_retry
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.directory: dict[str, Any] = {}
+        self.key: jose.JWK | None = None
+        self.kid: str | None = None
+        self._nonce: str | None = None
+        self.total = 0
+        self.polls = 0
+        self.retries = 0
+
+    # -- the boundary -------------------------------------------------------------
+
+    def _send(self, method: str, url: str, body: bytes | None = None) -> Response:
+        """Send one request; every failure leaves here as :class:`retry.RequestFailed`."""
+        remaining = self.deadline.remaining()
+        if remaining <= 0:
+            raise retry.RequestFailed(c.DeadlineExceeded("ca", f"before {method} {url}"))
+        timeout = min(REQUEST_TIMEOUT_CAP, remaining)
+        headers = {"Content-Type": JOSE_CONTENT_TYPE} if body is not None else {}
+        self.total += 1
+        started = time.monotonic()
+        try:
+            # verify= per request: a Session's own verify loses to REQUESTS_CA_BUNDLE.
+            raw = self.session.request(method, url, data=body, headers=headers,
+                                       verify=self.verify, timeout=timeout)
+            resp = Response(raw.status_code, raw.headers, raw.content, url)
+        except requests.RequestException as exc:
+            kind = transport_kind(exc)
+            log.debug("%s %s -> %s (%.0f ms)", method, url, kind.value,
+                      (time.monotonic() - started) * 1000)
+            raise retry.RequestFailed(c.TransportError(kind, _short(exc))) from exc
+        log.debug("%s %s -> %d (%.0f ms)", method, url, resp.status,
+                  (time.monotonic() - started) * 1000)
+        nonce = resp.headers.get("Replay-Nonce")
+        if nonce:
+            self._nonce = nonce
+        if resp.status >= 400:
+            raise retry.RequestFailed(self._error_observation(resp))
+        return resp
+
+    @staticmethod
+    def _error_observation(resp: Response) -> c.Observation:
+        ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        doc: Any = None
+        if ctype in (PROBLEM_CONTENT_TYPE, "application/json"):
+            try:
+                doc = json.loads(resp.body)
+            except ValueError:
+                doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("type"), str):
+            return acme_error(doc, resp.status, resp.retry_after, _help_link(resp.headers))
+        return c.HttpError(resp.status, ctype, resp.body[:300].decode("utf-8", "replace"),
+                           resp.retry_after)
+
+    # -- requests -------------------------------------------------------------------
+
+    def with_retries(self, step: Step, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` under the one retry adapter, counting retries."""
+
+        def on_retry(r: Retry) -> None:
+            self.retries += 1
+            self._on_retry(r)
+
+        return retry.call(fn, step=step, deadline=self.deadline, on_retry=on_retry)
+
+    def get_directory(self, url: str) -> dict[str, Any]:
+        """GET the directory (RFC 8555 section 7.1.1)."""
+        data = self.with_retries(Step.DIRECTORY, lambda: self._send("GET", url).json())
+        for needed in ("newNonce", "newAccount", "newOrder"):
+            if not isinstance(data.get(needed), str):
+                raise retry.RequestFailed(
+                    c.MalformedResponse("directory", f"{url}: no {needed} in the directory")
+                )
+        self.directory = data
+        return data
+
+    def fetch_nonce(self) -> None:
+        """HEAD newNonce once (RFC 8555 section 7.2); later nonces come from responses."""
+
+        def head() -> None:
+            self._nonce = None
+            self._send("HEAD", self.directory["newNonce"])
+            if not self._nonce:
+                raise retry.RequestFailed(
+                    c.MalformedResponse("replay_nonce", "newNonce answered without Replay-Nonce")
+                )
+
+        self.with_retries(Step.NONCE, head)
+
+    def post(self, url: str, payload: Mapping[str, Any] | None, *, step: Step,
+             kid: bool = True, poll: bool = False) -> Response:
+        """One signed POST (``payload=None`` is POST-as-GET, RFC 8555 section 6.3), no retry."""
+        assert self.key is not None  # noqa: S101 - the flow sets the key before any POST
+        if not self._nonce:
+            # The previous response carried no Replay-Nonce (RFC 8555 section 6.5 says it
+            # must): a staging fault we survive with one newNonce round trip.
+            self._on_retry(Retry(step, "missing_replay_nonce", 1, 0.0))
+            self.retries += 1
+            self.fetch_nonce()
+        nonce, self._nonce = self._nonce, None
+        body = b"" if payload is None else json.dumps(payload).encode()
+        signed = jws.JWS.sign(
+            body, key=self.key, alg=_alg_for(self.key), nonce=jose.decode_b64jose(nonce),
+            url=url, kid=self.kid if kid else None,
+        )
+        if poll:
+            self.polls += 1
+        return self._send("POST", url, signed.json_dumps().encode())
+
+    def stats(self) -> RequestStats:
+        """The request counts so far."""
+        return RequestStats(total=self.total, polls=self.polls, retries=self.retries)
+
+
+def acme_error(doc: Mapping[str, Any], status: int | None, retry_after: float | None = None,
+               help_url: str | None = None) -> c.AcmeError:
+    """A problem document as an observation (RFC 8555 section 6.7, RFC 7807)."""
+    ident = doc.get("identifier")
+    subs = tuple(
+        acme_error(s, status) for s in doc.get("subproblems") or () if isinstance(s, dict)
+    )
+    return c.AcmeError(
+        type=str(doc.get("type", "")),
+        detail=str(doc.get("detail", "")),
+        status=status if status is not None else doc.get("status"),
+        subproblems=subs,
+        identifier=ident.get("value") if isinstance(ident, dict) else None,
+        retry_after=retry_after,
+        help_url=help_url,
+    )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+def key_authorization(token: str, key: jose.JWK) -> str:
+    """``token || '.' || base64url(Thumbprint(accountKey))`` (RFC 8555 section 8.1)."""
+    thumb = jose.encode_b64jose(key.thumbprint())
+    return f"{token}.{thumb}"
+
+
+def challenge_validation(ctype: str, key_auth: str) -> str:
+    """What the CA checks for each challenge type."""
+    digest = hashlib.sha256(key_auth.encode("ascii")).digest()
+    if ctype == "dns-01":
+        return jose.encode_b64jose(digest)  # RFC 8555 section 8.4
+    if ctype == "tls-alpn-01":
+        return digest.hex()  # RFC 8737 section 3
+    return key_auth  # http-01, RFC 8555 section 8.3
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+@dataclass(slots=True)
+class Authz:
+    """One authorization of the current order, as last read."""
+
+    url: str
+    identifier: str
+    identifier_type: str
+    wildcard: bool
+    status: str
+    data: dict[str, Any]
+
+
+@dataclass
+class RunState:
+    """What the flow has learnt so far (mutable; the report is built from it)."""
+
+    problems: list[Problem] = field(default_factory=list)
+    retries: list[Retry] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
+    account_url: str | None = None
+    chain_pem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """What to order: identifiers as (type, value) in order, and the CSR to finalize with."""
+
+    identifiers: tuple[tuple[str, str], ...]
+    csr: CsrInfo
+    profile: str | None = None
+
+
+class Flow:
+    """One dry run's conversation with the CA."""
+
+    def __init__(
+        self,
+        *,
+        directory_url: str,
+        acme: Acme,
+        account_key: jose.JWK,
+        account_key_given: bool,
+        order: OrderRequest,
+        solver: Solver,
+        eab: tuple[str, str] | None,
+        email: str | None,
+        reference_url: str | None,
+        reference_verify: str | bool,
+        on_event: Callable[[Event], None],
+        state: RunState,
+    ) -> None:
+        self.directory_url = directory_url
+        self.acme = acme
+        self.acme.key = account_key
+        self.account_key_given = account_key_given
+        self.order = order
+        self.solver = solver
+        self.eab = eab
+        self.email = email
+        self.reference_url = reference_url
+        self.reference_verify = reference_verify
+        self.on_event = on_event
+        self.state = state
+        self._prepared: list[Challenge] = []
+        self._run_authz_urls: list[str] = []
+        self._reference_ok: bool | None = None
+        self._reference_asked = False
+
+    # -- bookkeeping --------------------------------------------------------------------
+
+    def add_problem(self, problem: Problem) -> None:
+        """Record a problem and tell the listener."""
+        self.state.problems.append(problem)
+        self.on_event(Event("problem", problem.step, problem=problem))
+
+    def fail(self, obs: c.Observation, step: Step, identifier: str | None = None) -> StopRun:
+        """Record ``obs`` as the fatal problem of ``step``; the caller raises the result."""
+        if isinstance(obs, c.TransportError):
+            obs = c.TransportError(obs.kind, obs.detail, self._ask_reference())
+        self.add_problem(c.classify(obs, step=step, identifier=identifier,
+                                    severity=Severity.FATAL))
+        return StopRun()
+
+    def _ask_reference(self) -> bool | None:
+        """One read-only GET of the production twin decides transport blame (TAXONOMY.md)."""
+        if not self._reference_asked and self.reference_url:
+            self._reference_asked = True
+            timeout = max(1.0, min(10.0, self.acme.deadline.remaining()))
+            self._reference_ok = probe_directory(self.reference_url, self.reference_verify,
+                                                 timeout)
+        return self._reference_ok
+
+    @contextmanager
+    def step(self, step: Step) -> Iterator[None]:
+        """Time a step and record how it ended; a RequestFailed becomes its fatal problem."""
+        self.on_event(Event("step_start", step))
+        started = time.monotonic()
+        status = StepStatus.FAILED
+        try:
+            yield
+            status = StepStatus.OK
+        except retry.RequestFailed as exc:
+            raise self.fail(exc.obs, step) from exc
+        finally:
+            result = StepResult(step, status, time.monotonic() - started)
+            self.state.steps.append(result)
+            self.on_event(Event("step_end", step, status=status, duration_s=result.duration_s))
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run every step; returns normally when done or when a step stopped the run."""
+        try:
+            with self.step(Step.DIRECTORY):
+                self.acme.get_directory(self.directory_url)
+            with self.step(Step.NONCE):
+                self.acme.fetch_nonce()
+            with self.step(Step.ACCOUNT):
+                self.account()
+            authzs = self.place_order()
+            self.solve(authzs)
+            self.finalize()
+        except StopRun:
+            pass
+        finally:
+            self.cleanup()
+
+    def account(self) -> None:
+        """Find or create the account (RFC 8555 section 7.3)."""
+        new_account = self.acme.directory["newAccount"]
+        if self.account_key_given:
+            # Look the key up first (section 7.3.1): a reused account is not re-registered.
+            try:
+                resp = self.acme.with_retries(
+                    Step.ACCOUNT,
+                    lambda: self.acme.post(new_account, {"onlyReturnExisting": True},
+                                           step=Step.ACCOUNT, kid=False),
+                )
+                self._set_account(resp)
+                return
+            except retry.RequestFailed as exc:
+                obs = exc.obs
+                if not (isinstance(obs, c.AcmeError) and obs.short_type == "accountDoesNotExist"):
+                    raise
+        payload: dict[str, Any] = {"termsOfServiceAgreed": True}
+        if self.email:
+            payload["contact"] = [f"mailto:{self.email}"]
+        if self.eab:
+            payload["externalAccountBinding"] = self._eab_jws(new_account)
+        resp = self.acme.with_retries(
+            Step.ACCOUNT,
+            lambda: self.acme.post(new_account, payload, step=Step.ACCOUNT, kid=False),
+        )
+        self._set_account(resp)
+
+    def _eab_jws(self, url: str) -> dict[str, Any]:
+        """The external account binding (RFC 8555 section 7.3.4), HS256 over the account key."""
+        assert self.eab is not None and self.acme.key is not None  # noqa: S101
+        kid, hmac_key = self.eab
+        binding: dict[str, Any] = messages.ExternalAccountBinding.from_data(
+            self.acme.key.public_key(), kid, hmac_key, {"newAccount": url})
+        return binding
+
+    def _set_account(self, resp: Response) -> None:
+        self.acme.kid = resp.location
+        self.state.account_url = resp.location
+        status = resp.json().get("status", "valid")
+        if status != "valid":
+            self.add_problem(c.classify(
+                c.AcmeError("unauthorized", f"the account is {status}"), step=Step.ACCOUNT,
+                severity=Severity.FATAL))
+            raise StopRun
+
+    def new_order(self) -> tuple[str, dict[str, Any]]:
+        """POST newOrder (RFC 8555 section 7.4)."""
+        payload: dict[str, Any] = {
+            "identifiers": [{"type": t, "value": v} for t, v in self.order.identifiers]
+        }
+        if self.order.profile:
+            payload["profile"] = self.order.profile
+        url = self.acme.directory["newOrder"]
+
+        def post() -> tuple[str, dict[str, Any]]:
+            resp = self.acme.post(url, payload, step=Step.ORDER)
+            return resp.location, resp.json()
+
+        result: tuple[str, dict[str, Any]] = self.acme.with_retries(Step.ORDER, post)
+        return result
+
+    def read_authz(self, url: str, *, poll: bool = False) -> Authz:
+        """POST-as-GET one authorization (RFC 8555 section 7.5)."""
+        step = Step.CHALLENGE if poll else Step.AUTHORIZATION
+        data = self.acme.with_retries(
+            step, lambda: self.acme.post(url, None, step=step, poll=poll).json()
+        )
+        ident = data.get("identifier") or {}
+        if not isinstance(ident, dict) or "value" not in ident or "status" not in data:
+            raise retry.RequestFailed(c.MalformedResponse("authorization", f"{url}: {data}"))
+        return Authz(url, ident["value"], ident.get("type", "dns"), bool(data.get("wildcard")),
+                     data["status"], data)
+
+    def deactivate(self, url: str, step: Step) -> None:
+        """Deactivate one authorization (RFC 8555 section 7.5.2)."""
+        self.acme.with_retries(
+            step, lambda: self.acme.post(url, {"status": "deactivated"}, step=step)
+        )
+
+    def place_order(self) -> list[Authz]:
+        """Order, and make sure every authorization needs validating today.
+
+        A valid authorization the CA reuses proves nothing about today's setup
+        (certbot issue 5116): deactivate it and order again, once.
+        """
+        with self.step(Step.ORDER):
+            self.order_url, order = self.new_order()
+        with self.step(Step.AUTHORIZATION):
+            authzs = [self.read_authz(u) for u in order.get("authorizations", [])]
+            reused = [a for a in authzs if a.status == "valid"]
+            if reused:
+                for a in reused:
+                    self.deactivate(a.url, Step.AUTHORIZATION)
+                self.order_url, order = self.new_order()
+                authzs = [self.read_authz(u) for u in order.get("authorizations", [])]
+                for a in authzs:
+                    if a.status == "valid":
+                        self.add_problem(Problem(
+                            name="AuthorizationReused", cause=c.STAGING,
+                            severity=Severity.WARNING, step=Step.AUTHORIZATION,
+                            identifier=a.identifier,
+                            detail="the CA reused a valid authorization even after it was"
+                            " deactivated",
+                            hint="This name was not validated today; a production run may"
+                            " still fail validation.", confidence=c.MEDIUM))
+            self._run_authz_urls = [a.url for a in authzs]
+            self.order_data = order
+        return authzs
+
+    def solve(self, authzs: Sequence[Authz]) -> None:
+        """Answer every pending challenge at once, then poll the authorizations together."""
+        pending = [a for a in authzs if a.status == "pending"]
+        for a in authzs:
+            if a.status not in ("pending", "valid"):
+                obs: c.Observation = c.AuthorizationInvalid(
+                    f"authorization for {a.identifier} is {a.status} before any challenge")
+                err = a.data.get("error")
+                if isinstance(err, dict):
+                    obs = acme_error(err, None)
+                raise self.fail(obs, Step.AUTHORIZATION, a.identifier)
+        if not pending:
+            return
+        with self.step(Step.CHALLENGE):
+            challenges = [(a, self._challenge_for(a)) for a in pending]
+            for _, ch in challenges:
+                self._run_solver(self.solver.prepare, ch)
+            for _, ch in challenges:
+                self._run_solver(self.solver.perform, ch)
+            for _, ch in challenges:
+                self._answer(ch)
+            self._poll_authorizations([a for a, _ in challenges])
+
+    def _challenge_for(self, authz: Authz) -> Challenge:
+        ctype = self.solver.challenge_type
+        found = next((ch for ch in authz.data.get("challenges", []) if ch.get("type") == ctype),
+                     None)
+        if found is None:
+            offered = ", ".join(ch.get("type", "?") for ch in authz.data.get("challenges", []))
+            raise self.fail(
+                c.SolverError(c.SolverErrorKind.NO_CHALLENGE,
+                              f"{authz.identifier}: no {ctype} challenge offered (offered: "
+                              f"{offered or 'none'})"),
+                Step.CHALLENGE, authz.identifier)
+        assert self.acme.key is not None  # noqa: S101
+        key_auth = key_authorization(found["token"], self.acme.key)
+        return Challenge(
+            type=ctype, identifier=authz.identifier, identifier_type=authz.identifier_type,
+            wildcard=authz.wildcard, token=found["token"], key_authorization=key_auth,
+            validation=challenge_validation(ctype, key_auth), url=found["url"],
+        )
+
+    def _run_solver(self, method: Callable[[Challenge], None], ch: Challenge) -> None:
+        if method == self.solver.prepare:
+            self._prepared.append(ch)
+        try:
+            method(ch)
+        except SolverFailure as exc:
+            raise self.fail(c.SolverError(exc.kind, exc.detail), Step.CHALLENGE,
+                            ch.domain) from exc
+
+    def _answer(self, ch: Challenge) -> None:
+        """Tell the CA to validate (RFC 8555 section 7.5.1); a lost answer is re-read first."""
+        attempts = 0
+
+        def answer() -> None:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                # The POST may have taken effect: a challenge no longer pending was answered.
+                data = self.acme.post(ch.url, None, step=Step.CHALLENGE).json()
+                if data.get("status") != "pending":
+                    return
+            self.acme.post(ch.url, {}, step=Step.CHALLENGE)
+
+        self.acme.with_retries(Step.CHALLENGE, answer)
+
+    def _poll_authorizations(self, authzs: Sequence[Authz]) -> None:
+        waiting = {a.url: a for a in authzs}
+        interval = POLL_FIRST
+        while waiting:
+            retry_after = self._sleep_for(interval)
+            if retry_after is None:
+                first = next(iter(waiting.values()))
+                raise self.fail(
+                    c.Stuck(c.StuckState.AUTHORIZATION_PENDING,
+                            f"{len(waiting)} authorization(s) still pending at the deadline"),
+                    Step.CHALLENGE, first.identifier)
+            interval = min(POLL_CAP, interval * POLL_FACTOR)
+            for url in list(waiting):
+                try:
+                    a = self.read_authz(url, poll=True)
+                except retry.RequestFailed as exc:
+                    raise self.fail(exc.obs, Step.CHALLENGE, waiting[url].identifier) from exc
+                if a.status == "pending":
+                    continue
+                del waiting[url]
+                if a.status != "valid":
+                    raise self.fail(self._authz_error(a), Step.CHALLENGE, a.identifier)
+
+    def _sleep_for(self, interval: float) -> float | None:
+        """Sleep ``interval`` unless the deadline is nearer; None when no time is left."""
+        remaining = self.acme.deadline.remaining()
+        if remaining <= 0.05:
+            return None
+        time.sleep(min(interval, remaining))
+        return interval
+
+    def _authz_error(self, a: Authz) -> c.Observation:
+        for ch in a.data.get("challenges", []):
+            err = ch.get("error")
+            if isinstance(err, dict):
+                return acme_error(err, None)
+        err = a.data.get("error")
+        if isinstance(err, dict):
+            return acme_error(err, None)
+        return c.AuthorizationInvalid(f"authorization for {a.identifier} is {a.status}")
+
+    def read_order(self, *, poll: bool = False) -> dict[str, Any]:
+        """POST-as-GET the order."""
+        data: dict[str, Any] = self.acme.with_retries(
+            Step.FINALIZE,
+            lambda: self.acme.post(self.order_url, None, step=Step.FINALIZE, poll=poll).json(),
+        )
+        return data
+
+    def finalize(self) -> None:
+        """Finalize with the CSR, wait for the certificate, download and check it."""
+        with self.step(Step.FINALIZE):
+            order = self.order_data
+            if order.get("status") == "pending":
+                # Every authorization is valid now, so the order is ready (RFC 8555
+                # section 7.1.6): finalize at once instead of re-reading it first.
+                order = self._finalize_when_ready(order)
+            elif order.get("status") == "ready":
+                order = self._post_finalize(order)
+            order = self._poll_order(order)
+            if order.get("status") != "valid":
+                err = order.get("error")
+                obs: c.Observation = (
+                    acme_error(err, None) if isinstance(err, dict)
+                    else c.AuthorizationInvalid(f"order is {order.get('status')}")
+                )
+                raise self.fail(obs, Step.FINALIZE)
+        with self.step(Step.CERTIFICATE):
+            cert_url = order.get("certificate")
+            if not isinstance(cert_url, str):
+                raise self.fail(c.MalformedResponse("order", "valid order without certificate"),
+                                Step.CERTIFICATE)
+            resp = self.acme.with_retries(
+                Step.CERTIFICATE,
+                lambda: self.acme.post(cert_url, None, step=Step.CERTIFICATE),
+            )
+            pem = resp.body.decode("ascii", "replace")
+            self.state.chain_pem = pem
+            mismatch = verify_chain(pem, self.order.csr)
+            if mismatch:
+                raise self.fail(c.InvalidChain(mismatch), Step.CERTIFICATE)
+
+    def _post_finalize(self, order: dict[str, Any]) -> dict[str, Any]:
+        """POST the CSR (RFC 8555 section 7.4); a lost response is re-read, not repeated."""
+        attempts = 0
+        payload = {"csr": jose.encode_b64jose(self.order.csr.der)}
+
+        def finalize() -> dict[str, Any]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                current = self.acme.post(self.order_url, None, step=Step.FINALIZE).json()
+                if current.get("status") in ("processing", "valid", "invalid"):
+                    return current
+            return self.acme.post(order["finalize"], payload, step=Step.FINALIZE).json()
+
+        result: dict[str, Any] = self.acme.with_retries(Step.FINALIZE, finalize)
+        return result
+
+    def _finalize_when_ready(self, order: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self._post_finalize(order)
+        except retry.RequestFailed as exc:
+            if not (isinstance(exc.obs, c.AcmeError) and exc.obs.short_type == "orderNotReady"):
+                raise
+        interval = POLL_FIRST
+        while order.get("status") == "pending":
+            if self._sleep_for(interval) is None:
+                raise self.fail(c.Stuck(c.StuckState.ORDER_PENDING,
+                                        "order still pending with every authorization valid"),
+                                Step.FINALIZE)
+            interval = min(POLL_CAP, interval * POLL_FACTOR)
+            order = self.read_order(poll=True)
+        return self._post_finalize(order) if order.get("status") == "ready" else order
+
+    def _poll_order(self, order: dict[str, Any]) -> dict[str, Any]:
+        interval = POLL_FIRST
+        while order.get("status") == "processing":
+            if self._sleep_for(interval) is None:
+                raise self.fail(c.Stuck(c.StuckState.ORDER_PROCESSING,
+                                        "order still processing at the deadline"),
+                                Step.FINALIZE)
+            interval = min(POLL_CAP, interval * POLL_FACTOR)
+            order = self.read_order(poll=True)
+        return order
+
+    def cleanup(self) -> None:
+        """Remove challenge responses and deactivate this run's authorizations.
+
+        Deactivating means the next dry run validates again instead of riding on
+        today's result.  Failures here are warnings: the run's outcome stands.
+        """
+        if not self._prepared and not self._run_authz_urls:
+            return
+        started = time.monotonic()
+        self.on_event(Event("step_start", Step.CLEANUP))
+        status = StepStatus.OK
+        for ch in self._prepared:
+            try:
+                self.solver.cleanup(ch)
+            except SolverFailure as exc:
+                status = StepStatus.FAILED
+                self.add_problem(c.classify(c.SolverError(exc.kind, exc.detail),
+                                            step=Step.CLEANUP, identifier=ch.domain,
+                                            severity=Severity.WARNING))
+        for url in self._run_authz_urls:
+            if self.acme.deadline.expired:
+                break
+            try:
+                self.deactivate(url, Step.CLEANUP)
+            except retry.RequestFailed as exc:
+                if isinstance(exc.obs, c.AcmeError) and exc.obs.short_type == "malformed":
+                    continue  # already invalid or deactivated: nothing to undo
+                status = StepStatus.FAILED
+                self.add_problem(c.classify(exc.obs, step=Step.CLEANUP,
+                                            severity=Severity.WARNING))
+        result = StepResult(Step.CLEANUP, status, time.monotonic() - started)
+        self.state.steps.append(result)
+        self.on_event(Event("step_end", Step.CLEANUP, status=status,
+                            duration_s=result.duration_s))

@@ -1,0 +1,208 @@
+"""http-01 (RFC 8555 section 8.3): serve the key authorization over plain HTTP.
+
+``HTTP01Standalone`` runs its own small responder; ``HTTP01Webroot`` writes files
+under a running web server's document root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import http.server
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import ClassVar
+
+from acmedryrun.classify import SolverErrorKind
+from acmedryrun.errors import UsageError
+from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
+
+#: RFC 8555 section 8.3: the path the CA fetches.
+WELL_KNOWN = "/.well-known/acme-challenge/"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "acmedryrun"
+    sys_version = ""
+    tokens: dict[str, bytes]  # set per server class in HTTP01Standalone.open()
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        body = self.tokens.get(path[len(WELL_KNOWN):]) if path.startswith(WELL_KNOWN) else None
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        """Silence the default stderr access log."""
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _DualStackServer(_Server):
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        # Accept IPv4 too on "::" (RFC 3493 IPV6_V6ONLY), as "all addresses" promises.
+        with contextlib.suppress(OSError):
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+class HTTP01Standalone(Solver):
+    """Answer http-01 with a built-in HTTP responder.
+
+    Args:
+        port: The port to listen on (the CA always connects to 80; a local test CA
+            may use another).
+        address: The address to bind; ``""`` (default) means all addresses, IPv4
+            and IPv6.
+    """
+
+    challenge_type: ClassVar[str] = "http-01"
+    supports_ip: ClassVar[bool] = True
+
+    def __init__(self, port: int = 80, address: str = "") -> None:
+        if not 0 < port < 65536:
+            raise UsageError(f"--http-01-port: {port} is not a TCP port")
+        self.port = port
+        self.address = address
+        self._tokens: dict[str, bytes] = {}
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def describe(self) -> str:
+        return f"http-01 standalone on {self.address or '*'}:{self.port}"
+
+    def open(self) -> None:
+        if self._server is not None:
+            return
+        handler = type("Handler", (_Handler,), {"tokens": self._tokens})
+        try:
+            if self.address == "" and socket.has_ipv6:
+                try:
+                    server: _Server = _DualStackServer(("::", self.port), handler)
+                except OSError as exc:
+                    if exc.errno == errno.EADDRINUSE:
+                        raise
+                    server = _Server(("0.0.0.0", self.port), handler)  # noqa: S104 - "all"
+            else:
+                family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+                cls = _DualStackServer if family == socket.AF_INET6 else _Server
+                server = cls((self.address, self.port), handler)
+        except OSError as exc:
+            where = f"{self.address or '*'}:{self.port}"
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"--http-01-port: {where} is already in use") from exc
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise UsageError(
+                    f"--http-01-port: binding {where} is not permitted"
+                    " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                ) from exc
+            raise UsageError(f"--http-01-address: cannot listen on {where}: {exc}") from exc
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            name=f"acmedryrun-http01-{self.port}", daemon=True,
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    @property
+    def bound_port(self) -> int | None:
+        """The port actually bound (useful with ``port=0`` in tests), or None when closed."""
+        return self._server.server_address[1] if self._server else None
+
+    def perform(self, challenge: Challenge) -> None:
+        if self._server is None:
+            self.open()
+        self._tokens[challenge.token] = challenge.key_authorization.encode("ascii")
+
+    def cleanup(self, challenge: Challenge) -> None:
+        self._tokens.pop(challenge.token, None)
+
+
+class HTTP01Webroot(Solver):
+    """Answer http-01 by writing files for a running web server to serve.
+
+    The file for token T goes to ``PATH/.well-known/acme-challenge/T`` (mode
+    0644); directories acmedryrun had to create are removed again on cleanup.
+
+    Args:
+        path: The web server's document root for every name of the run.
+    """
+
+    challenge_type: ClassVar[str] = "http-01"
+    supports_ip: ClassVar[bool] = True
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._created: list[Path] = []
+
+    def describe(self) -> str:
+        return f"http-01 webroot {self.path}"
+
+    @property
+    def challenge_dir(self) -> Path:
+        """Where the challenge files go."""
+        return self.path / ".well-known" / "acme-challenge"
+
+    def open(self) -> None:
+        if not self.path.is_dir():
+            raise UsageError(f"--webroot: {self.path} is not a directory")
+        probe = self.path if not self.challenge_dir.exists() else self.challenge_dir
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise UsageError(f"--webroot: {probe} is not writable")
+
+    def prepare(self, challenge: Challenge) -> None:
+        missing = [p for p in (self.path / ".well-known", self.challenge_dir) if not p.exists()]
+        try:
+            for directory in missing:
+                directory.mkdir(mode=0o755)
+                self._created.append(directory)
+        except OSError as exc:
+            raise SolverFailure(SolverErrorKind.WEBROOT, f"{self.challenge_dir}: {exc}") from exc
+
+    def perform(self, challenge: Challenge) -> None:
+        target = self.challenge_dir / challenge.token
+        try:
+            self.prepare(challenge)
+            tmp = target.with_name(f".{challenge.token}.tmp")
+            tmp.write_bytes(challenge.key_authorization.encode("ascii"))
+            tmp.chmod(0o644)
+            tmp.replace(target)
+        except OSError as exc:
+            raise SolverFailure(SolverErrorKind.WEBROOT, f"{target}: {exc}") from exc
+
+    def cleanup(self, challenge: Challenge) -> None:
+        (self.challenge_dir / challenge.token).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.challenge_dir / f".{challenge.token}.tmp").unlink()
+
+    def close(self) -> None:
+        # Remove only the directories this solver created, deepest first, if empty.
+        for directory in reversed(self._created):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        self._created.clear()
