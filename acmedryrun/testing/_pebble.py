@@ -41,7 +41,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
 from cryptography import x509
@@ -407,7 +407,10 @@ class LocalPebble:
         for port_name, port in (("http_port", http_port), ("tls_port", tls_port)):
             if port is not None and not 0 < port < 65536:
                 raise ValueError(f"{port_name} must be a TCP port number, got {port}")
-        ipaddress.IPv4Address(default_ipv4)  # raises ValueError on garbage
+        try:
+            ipaddress.IPv4Address(default_ipv4)
+        except ValueError as exc:
+            raise ValueError(f"default_ipv4 must be an IPv4 address, got {default_ipv4!r}") from exc
         keys = dict(eab_keys or {})
         for kid, key in keys.items():
             if not kid or not _BASE64URL.fullmatch(key):
@@ -436,7 +439,7 @@ class LocalPebble:
 
         self._lock = threading.RLock()
         self._tmpdir: Path | None = None
-        self._log_handle: Any = None
+        self._log_handle: BinaryIO | None = None
         self._log_path: str | None = None
         self._final_logs: str | None = None
         self._procs: list[subprocess.Popen[bytes]] = []
@@ -671,6 +674,8 @@ class LocalPebble:
         config_path = tmpdir / "pebble-config.json"
         config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
+        if self._log_handle is None:
+            raise LocalPebbleError("internal error: start attempt without a log file")
         self._log_handle.write(f"--- acmedryrun: start attempt {attempt} ---\n".encode())
         log_offset = len(self.logs())
 
