@@ -20,8 +20,8 @@ from acmedryrun.directories import (
 )
 from acmedryrun.errors import UsageError
 from acmedryrun.report import (
-    CertificateSummary,
     Cause,
+    CertificateSummary,
     Confidence,
     DryRunFailed,
     Problem,

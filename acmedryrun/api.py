@@ -7,19 +7,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from acmedryrun import directories
 from acmedryrun.errors import UsageError
-from acmedryrun.report import Report, Severity, Step
+from acmedryrun.report import Report, RequestStats, Retry
 from acmedryrun.solvers._base import Solver
 
 if TYPE_CHECKING:
-    import josepy as jose
+    from josepy.jwk import JWK
 
     from acmedryrun.certs import CsrInfo
-    from acmedryrun.flow import Event
+    from acmedryrun.flow import Event, RunState
     from acmedryrun.preflight import Identifier
 
 DEFAULT_TIMEOUT = 300.0
@@ -73,6 +73,7 @@ def resolve_directory(directory: str, *, allow_production: bool,
             f"--directory: {directory} is a production CA: a dry run there counts against"
             " real rate limits and issues a trusted certificate (pass --allow-production"
             " to do it anyway)")
+    ref_url: str | None
     if reference_directory is not None:
         ref = directories.by_alias(reference_directory)
         ref_url = ref.url if ref else reference_directory
@@ -91,7 +92,9 @@ def _read_input(path: str | os.PathLike[str], option: str) -> bytes:
         raise UsageError(f"{option}: cannot read {os.fspath(path)}: {exc.strerror}") from exc
 
 
-def _account_key(account_key: Any) -> tuple[jose.JWK | None, Path | None]:
+def _account_key(
+    account_key: str | os.PathLike[str] | bytes | JWK | None,
+) -> tuple[JWK | None, Path | None]:
     """Returns the key to use, or the path to create a new key at."""
     from acmedryrun import certs
 
@@ -110,9 +113,9 @@ def _account_key(account_key: Any) -> tuple[jose.JWK | None, Path | None]:
         if not os.access(path.parent, os.W_OK):
             raise UsageError(f"--account-key: cannot create {path}: directory not writable")
         return None, path
-    import josepy as jose
+    from josepy.jwk import JWK
 
-    if isinstance(account_key, jose.JWK):
+    if isinstance(account_key, JWK):
         return account_key, None
     raise UsageError("account_key: expected a path, PEM/JWK bytes or a josepy JWK")
 
@@ -140,7 +143,7 @@ def dry_run(
     timeout: float = DEFAULT_TIMEOUT,
     key_type: str = "ec256",
     csr: bytes | str | None = None,
-    account_key: str | os.PathLike[str] | bytes | jose.JWK | None = None,
+    account_key: str | os.PathLike[str] | bytes | JWK | None = None,
     email: str | None = None,
     eab: Eab | tuple[str, str] | None = None,
     profile: str | None = None,
@@ -180,24 +183,69 @@ def dry_run(
         UsageError: bad arguments, before any network request.
     """
     started = time.monotonic()
-    from acmedryrun import certs, preflight as pf
+    plan = _plan(identifiers, directory=directory, solver=solver, ca_bundle=ca_bundle,
+                 timeout=timeout, key_type=key_type, csr=csr, account_key=account_key,
+                 email=email, eab=eab, profile=profile, preflight=preflight,
+                 reference_directory=reference_directory, allow_production=allow_production)
+    plan.solver.open()  # UsageError (port in use, no webroot) before any request
+    try:
+        return _execute(plan, on_event or (lambda _event: None), started)
+    finally:
+        plan.solver.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The validated arguments of one dry run."""
+
+    target: _Target
+    idents: tuple[Identifier, ...]
+    solver: Solver
+    verify: str | bool
+    timeout: float
+    key_type: str
+    csr: CsrInfo | None
+    account_key: JWK | None
+    new_account_key_path: Path | None
+    email: str | None
+    eab: Eab | None
+    profile: str | None
+    preflight: bool
+
+    @property
+    def account_key_given(self) -> bool:
+        return self.account_key is not None or self.new_account_key_path is not None
+
+
+def _plan(identifiers: Sequence[str], *, directory: str, solver: Solver | None,
+          ca_bundle: str | os.PathLike[str] | None, timeout: float, key_type: str,
+          csr: bytes | str | None, account_key: str | os.PathLike[str] | bytes | JWK | None,
+          email: str | None, eab: Eab | tuple[str, str] | None, profile: str | None,
+          preflight: bool, reference_directory: str | None, allow_production: bool) -> _Plan:
+    """Validate every argument; raise UsageError before anything is sent or written."""
+    from acmedryrun import certs
+    from acmedryrun.preflight import parse_identifier
     from acmedryrun.solvers.http01 import HTTP01Standalone
 
-    if not isinstance(timeout, int | float) or not 0 < timeout <= 86400:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
+            or not 0 < timeout <= 86400:
         raise UsageError(f"--timeout: {timeout!r} is not a number of seconds in (0, 86400]")
     target = resolve_directory(directory, allow_production=allow_production,
                                reference_directory=reference_directory)
     if ca_bundle is not None and not Path(ca_bundle).is_file():
         raise UsageError(f"--ca-bundle: {os.fspath(ca_bundle)} is not a readable file")
+    verify: str | bool = (
+        os.fspath(ca_bundle) if ca_bundle is not None
+        else os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    )
     if eab is not None:
         eab = eab if isinstance(eab, Eab) else Eab(*eab)
         _check_eab(eab)
     csr_info: CsrInfo | None = None
     if csr is not None:
-        data = csr.encode() if isinstance(csr, str) else csr
-        csr_info = certs.load_csr(data, "the CSR")
+        csr_info = certs.load_csr(csr.encode() if isinstance(csr, str) else csr, "the CSR")
         if identifiers:
-            given = sorted({pf.parse_identifier(i).value for i in identifiers})
+            given = sorted({parse_identifier(i).value for i in identifiers})
             if given != sorted(set(csr_info.names)):
                 raise UsageError(
                     f"-d: {', '.join(given)} do not match the CSR's names"
@@ -207,98 +255,78 @@ def dry_run(
         raise UsageError(f"--key-type: {key_type!r} is not one of {', '.join(certs.KEY_TYPES)}")
     idents = _identifiers(identifiers)
     jwk, new_key_path = _account_key(account_key)
-    solver = solver if solver is not None else HTTP01Standalone(port=80)
+    if solver is None:
+        solver = HTTP01Standalone(port=80)
     if not isinstance(solver, Solver):
         raise UsageError("solver: expected an acmedryrun.solvers.Solver")
-
-    names = tuple(i.value for i in idents)
-    report_base = {"directory": target.url, "identifiers": names}
-    problems = []
-    if preflight:
-        problems = pf.check_identifiers(
-            idents, challenge_type=solver.challenge_type,
-            supports_wildcard=solver.supports_wildcard, supports_ip=solver.supports_ip,
-            known=target.known)
-        if any(p.severity.decisive for p in problems):
-            from acmedryrun.flow import RunState
-
-            state = RunState(problems=list(problems))
-            return _build_report(state, None, report_base, time.monotonic() - started)
-
-    solver.open()  # UsageError (port in use, no webroot) before any request
-    try:
-        if new_key_path is not None:
-            new_key = certs.generate_key("ec256")
-            certs.write_private_key(new_key_path, new_key)
-            jwk = certs.jwk_from_private(new_key)
-        return _run(target, idents, solver, jwk, account_key is not None, csr_info, key_type,
-                    ca_bundle, timeout, eab, email, profile, on_event, problems, report_base,
-                    started)
-    finally:
-        solver.close()
+    return _Plan(target, tuple(idents), solver, verify, float(timeout), key_type, csr_info, jwk,
+                 new_key_path, email, eab, profile, preflight)
 
 
 def _check_eab(eab: Eab) -> None:
     import binascii
 
-    import josepy as jose
+    from josepy import b64
 
     if not eab.kid:
         raise UsageError("--eab-kid: empty")
+    if any(ch in eab.hmac_key for ch in "+/="):
+        raise UsageError("--eab-hmac-key: not base64url (it has '+', '/' or '=')")
     try:
-        if not jose.b64.b64decode(eab.hmac_key):
+        if not b64.b64decode(eab.hmac_key):
             raise ValueError("empty")
     except (ValueError, binascii.Error) as exc:
         raise UsageError("--eab-hmac-key: not a base64url-encoded key") from exc
-    if any(ch in eab.hmac_key for ch in "+/="):
-        raise UsageError("--eab-hmac-key: not base64url (it has '+', '/' or '=')")
 
 
-def _run(target: _Target, idents: list[Identifier], solver: Solver, jwk: jose.JWK | None,
-         account_key_given: bool, csr_info: CsrInfo | None, key_type: str,
-         ca_bundle: str | os.PathLike[str] | None, timeout: float, eab: Eab | None,
-         email: str | None, profile: str | None, on_event: Callable[[Event], None] | None,
-         problems: list[Any], report_base: dict[str, Any], started: float) -> Report:
+def _execute(plan: _Plan, listener: Callable[[Event], None], started: float) -> Report:
     from acmedryrun import certs, retry
-    from acmedryrun.flow import Acme, Flow, OrderRequest, RunState
+    from acmedryrun.flow import Acme, Event, Flow, OrderRequest, RunState
+    from acmedryrun.preflight import check_identifiers
 
+    state = RunState()
+    if plan.preflight:
+        state.problems += check_identifiers(
+            plan.idents, challenge_type=plan.solver.challenge_type,
+            supports_wildcard=plan.solver.supports_wildcard,
+            supports_ip=plan.solver.supports_ip, known=plan.target.known)
+        if any(p.severity.decisive for p in state.problems):
+            return _build_report(plan, state, None, started)
+
+    jwk = plan.account_key
+    if plan.new_account_key_path is not None:
+        new_key = certs.generate_key("ec256")
+        certs.write_private_key(plan.new_account_key_path, new_key)
+        jwk = certs.jwk_from_private(new_key)
     if jwk is None:
         jwk = certs.jwk_from_private(certs.generate_key("ec256"))
-    if csr_info is None:
-        csr_info = certs.make_csr(tuple(i.value for i in idents), certs.generate_key(key_type))
-    verify: str | bool = (
-        os.fspath(ca_bundle) if ca_bundle is not None
-        else os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    )
-    state = RunState(problems=list(problems))
-    listener = on_event or (lambda _event: None)
+    csr = plan.csr or certs.make_csr(tuple(i.value for i in plan.idents),
+                                     certs.generate_key(plan.key_type))
 
-    def on_retry(r: Any) -> None:
-        from acmedryrun.flow import Event
-
+    def on_retry(r: Retry) -> None:
         state.retries.append(r)
         listener(Event("retry", r.step, retry=r))
 
-    acme = Acme(verify=verify, deadline=retry.Deadline(timeout), on_retry=on_retry)
+    acme = Acme(verify=plan.verify, deadline=retry.Deadline(plan.timeout), on_retry=on_retry)
     flow = Flow(
-        directory_url=target.url, acme=acme, account_key=jwk,
-        account_key_given=account_key_given,
-        order=OrderRequest(tuple((i.type, i.value) for i in idents), csr_info, profile),
-        solver=solver, eab=(eab.kid, eab.hmac_key) if eab else None, email=email,
-        reference_url=target.reference_url, reference_verify=verify, on_event=listener,
-        state=state,
+        directory_url=plan.target.url, acme=acme, account_key=jwk,
+        account_key_given=plan.account_key_given,
+        order=OrderRequest(tuple((i.type, i.value) for i in plan.idents), csr, plan.profile),
+        solver=plan.solver, eab=(plan.eab.kid, plan.eab.hmac_key) if plan.eab else None,
+        email=plan.email, reference_url=plan.target.reference_url,
+        reference_verify=plan.verify, on_event=listener, state=state,
     )
     try:
         flow.run()
     finally:
         acme.session.close()
-    return _build_report(state, acme, report_base, time.monotonic() - started)
+    return _build_report(plan, state, acme.stats(), started)
 
 
-def _build_report(state: Any, acme: Any, base: dict[str, Any], duration: float) -> Report:
+def _build_report(plan: _Plan, state: RunState, stats: RequestStats | None,
+                  started: float) -> Report:
     from acmedryrun import certs
     from acmedryrun.classify import survived_retries_warning
-    from acmedryrun.report import RequestStats
     from acmedryrun.verdict import decide
 
     problems = list(state.problems)
@@ -309,16 +337,13 @@ def _build_report(state: Any, acme: Any, base: dict[str, Any], duration: float) 
         verdict=decision.verdict,
         prod_likely_to_succeed=decision.prod_likely_to_succeed,
         confidence=decision.confidence,
-        directory=base["directory"],
-        identifiers=base["identifiers"],
+        directory=plan.target.url,
+        identifiers=tuple(i.value for i in plan.idents),
         problems=tuple(problems),
         retries=tuple(state.retries),
         steps=tuple(state.steps),
-        requests=acme.stats() if acme is not None else RequestStats(),
+        requests=stats or RequestStats(),
         certificate=certs.summarize(state.chain_pem) if state.chain_pem else None,
         account_url=state.account_url,
-        duration_s=duration,
+        duration_s=time.monotonic() - started,
     )
-
-
-

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import josepy as jose
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 from cryptography.x509.oid import NameOID
+from josepy.errors import DeserializationError
+from josepy.jwk import JWK, JWKEC, JWKRSA
 
 from acmedryrun.errors import UsageError
 from acmedryrun.report import CertificateSummary
@@ -38,14 +40,14 @@ def generate_key(key_type: str) -> PrivateKey:
     raise UsageError(f"--key-type: {key_type!r} is not one of {', '.join(KEY_TYPES)}")
 
 
-def jwk_from_private(key: PrivateKey) -> jose.JWK:
+def jwk_from_private(key: PrivateKey) -> JWK:
     """The josepy JWK for an account key."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        return jose.JWKEC(key=key)
-    return jose.JWKRSA(key=key)
+        return JWKEC(key=key)
+    return JWKRSA(key=key)
 
 
-def load_account_key(data: bytes, source: str) -> jose.JWK:
+def load_account_key(data: bytes, source: str) -> JWK:
     """Parse an account key given as PEM or as a JWK (JSON).
 
     Raises:
@@ -54,25 +56,25 @@ def load_account_key(data: bytes, source: str) -> jose.JWK:
     text = data.strip()
     try:
         if text.startswith(b"{"):
-            jwk = jose.JWK.from_json(json.loads(text))
-            if not isinstance(jwk, jose.JWKEC | jose.JWKRSA) or not _is_private(jwk):
+            jwk = JWK.from_json(json.loads(text))
+            if not isinstance(jwk, JWKEC | JWKRSA) or not _is_private(jwk):
                 raise UsageError(f"--account-key: {source} is not a private EC or RSA JWK")
             return jwk
         key = serialization.load_pem_private_key(text, password=None)
     except UsageError:
         raise
-    except (ValueError, TypeError, KeyError, jose.DeserializationError) as exc:
+    except (ValueError, TypeError, KeyError, DeserializationError) as exc:
         raise UsageError(f"--account-key: {source} is not a PEM or JWK private key") from exc
     if isinstance(key, ec.EllipticCurvePrivateKey):
         if key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
             raise UsageError(f"--account-key: {source}: unsupported curve {key.curve.name}")
-        return jose.JWKEC(key=key)
+        return JWKEC(key=key)
     if isinstance(key, rsa.RSAPrivateKey):
-        return jose.JWKRSA(key=key)
+        return JWKRSA(key=key)
     raise UsageError(f"--account-key: {source} is not an EC or RSA key")
 
 
-def _is_private(jwk: jose.JWK) -> bool:
+def _is_private(jwk: JWK) -> bool:
     return hasattr(jwk.key, "private_bytes")
 
 
@@ -201,7 +203,7 @@ def verify_chain(pem: str, csr: CsrInfo) -> str | None:
     got, want = sorted(set(_names_of(leaf))), sorted({n.lower() for n in csr.names})
     if got != want:
         return f"the certificate names {got}, the order asked for {want}"
-    for child, parent in zip(chain, chain[1:], strict=False):
+    for child, parent in itertools.pairwise(chain):
         try:
             child.verify_directly_issued_by(parent)
         except (ValueError, TypeError, InvalidSignature) as exc:

@@ -624,9 +624,7 @@ def _detail(obs: Observation) -> str:
         return f"{obs.kind.value}: {obs.detail}" if obs.detail else obs.kind.value
     if isinstance(obs, MalformedResponse):
         return f"{obs.what}: {obs.detail}" if obs.detail else obs.what
-    if isinstance(obs, Stuck | DeadlineExceeded | SolverError | InvalidChain | AuthorizationInvalid):
-        return obs.detail
-    raise TypeError(f"not an observation: {obs!r}")  # pragma: no cover - exhaustive above
+    return obs.detail
 
 
 def _status(obs: Observation) -> int | None:

@@ -51,6 +51,8 @@ class Output:
         if color is None:
             color = stream.isatty() and "NO_COLOR" not in os.environ
         self.color = color
+        #: Printed before the first progress line, so a usage error prints nothing else.
+        self.header: str | None = None
 
     def _c(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.color else text
@@ -62,6 +64,9 @@ class Output:
 
     def on_event(self, event: Event) -> None:
         """The live progress callback for :func:`acmedryrun.dry_run`."""
+        if self.header is not None:
+            self.line(self.header)
+            self.header = None
         if event.kind == "step_end" and event.status is not None:
             status = event.status.value
             code = {"ok": "32", "failed": "31", "skipped": "33"}[status]
@@ -191,8 +196,8 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
     if bool(args.eab_kid) != bool(args.eab_hmac_key):
         raise UsageError("--eab-kid and --eab-hmac-key go together")
     csr = _read(args.csr, "--csr") if args.csr else None
-    out.line(f"acmedryrun: dry run for {', '.join(args.domains) or args.csr}"
-             f" against {args.directory}")
+    out.header = f"acmedryrun: dry run for {', '.join(args.domains) or args.csr} against" \
+                 f" {args.directory}"
     report = acmedryrun.dry_run(
         args.domains,
         directory=args.directory,

@@ -21,9 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import josepy as jose
 import requests
 from acme import jws, messages
+from josepy.json_util import decode_b64jose, encode_b64jose
+from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
+from josepy.jwk import JWK, JWKEC
 
 from acmedryrun import classify as c
 from acmedryrun import retry
@@ -53,7 +55,7 @@ POLL_CAP = 5.0
 REQUEST_TIMEOUT_CAP = 30.0
 
 
-class StopRun(Exception):  # noqa: N818 - control flow, not an error
+class StopRun(Exception):
     """Raised inside a step to end the run; the problem is already recorded."""
 
 
@@ -143,13 +145,14 @@ def transport_kind(exc: BaseException) -> c.TransportKind:
         return c.TransportKind.TLS
     if isinstance(exc, requests.exceptions.Timeout):
         return c.TransportKind.TIMEOUT
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError
+                  | requests.exceptions.ContentDecodingError):
         return c.TransportKind.RESET
     if "refused" in text:
         return c.TransportKind.REFUSED
     if "name resolution" in text or "name or service not known" in text or "getaddrinfo" in text:
         return c.TransportKind.DNS
-    if "reset" in text or "remotedisconnected" in text or "aborted" in text or "broken pipe" in text:
+    if any(w in text for w in ("reset", "remotedisconnected", "aborted", "broken pipe")):
         return c.TransportKind.RESET
     if "timed out" in text:
         return c.TransportKind.TIMEOUT
@@ -166,11 +169,11 @@ def probe_directory(url: str, verify: str | bool, timeout: float) -> bool:
         return False
 
 
-def _alg_for(key: jose.JWK) -> jose.JWASignature:
-    if isinstance(key, jose.JWKEC):
+def _alg_for(key: JWK) -> JWASignature:
+    if isinstance(key, JWKEC):
         size = key.key.curve.key_size
-        return {256: jose.ES256, 384: jose.ES384, 521: jose.ES512}[size]
-    return jose.RS256
+        return {256: ES256, 384: ES384, 521: ES512}[size]
+    return RS256
 
 
 class Acme:
@@ -194,7 +197,7 @@ class Acme:
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self.directory: dict[str, Any] = {}
-        self.key: jose.JWK | None = None
+        self.key: JWK | None = None
         self.kid: str | None = None
         self._nonce: str | None = None
         self.total = 0
@@ -258,7 +261,8 @@ class Acme:
 
     def get_directory(self, url: str) -> dict[str, Any]:
         """GET the directory (RFC 8555 section 7.1.1)."""
-        data = self.with_retries(Step.DIRECTORY, lambda: self._send("GET", url).json())
+        data: dict[str, Any] = self.with_retries(
+            Step.DIRECTORY, lambda: self._send("GET", url).json())
         for needed in ("newNonce", "newAccount", "newOrder"):
             if not isinstance(data.get(needed), str):
                 raise retry.RequestFailed(
@@ -290,10 +294,10 @@ class Acme:
             self._on_retry(Retry(step, "missing_replay_nonce", 1, 0.0))
             self.retries += 1
             self.fetch_nonce()
-        nonce, self._nonce = self._nonce, None
+        nonce, self._nonce = self._nonce or "", None
         body = b"" if payload is None else json.dumps(payload).encode()
         signed = jws.JWS.sign(
-            body, key=self.key, alg=_alg_for(self.key), nonce=jose.decode_b64jose(nonce),
+            body, key=self.key, alg=_alg_for(self.key), nonce=decode_b64jose(nonce),
             url=url, kid=self.kid if kid else None,
         )
         if poll:
@@ -328,9 +332,9 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 300 else text[:297] + "..."
 
 
-def key_authorization(token: str, key: jose.JWK) -> str:
+def key_authorization(token: str, key: JWK) -> str:
     """``token || '.' || base64url(Thumbprint(accountKey))`` (RFC 8555 section 8.1)."""
-    thumb = jose.encode_b64jose(key.thumbprint())
+    thumb = encode_b64jose(key.thumbprint())
     return f"{token}.{thumb}"
 
 
@@ -338,7 +342,7 @@ def challenge_validation(ctype: str, key_auth: str) -> str:
     """What the CA checks for each challenge type."""
     digest = hashlib.sha256(key_auth.encode("ascii")).digest()
     if ctype == "dns-01":
-        return jose.encode_b64jose(digest)  # RFC 8555 section 8.4
+        return encode_b64jose(digest)  # RFC 8555 section 8.4
     if ctype == "tls-alpn-01":
         return digest.hex()  # RFC 8737 section 3
     return key_auth  # http-01, RFC 8555 section 8.3
@@ -387,7 +391,7 @@ class Flow:
         *,
         directory_url: str,
         acme: Acme,
-        account_key: jose.JWK,
+        account_key: JWK,
         account_key_given: bool,
         order: OrderRequest,
         solver: Solver,
@@ -504,10 +508,12 @@ class Flow:
 
     def _eab_jws(self, url: str) -> dict[str, Any]:
         """The external account binding (RFC 8555 section 7.3.4), HS256 over the account key."""
-        assert self.eab is not None and self.acme.key is not None  # noqa: S101
+        assert self.eab is not None  # noqa: S101
+        assert self.acme.key is not None  # noqa: S101
         kid, hmac_key = self.eab
+        directory = messages.Directory({"newAccount": url})
         binding: dict[str, Any] = messages.ExternalAccountBinding.from_data(
-            self.acme.key.public_key(), kid, hmac_key, {"newAccount": url})
+            self.acme.key.public_key(), kid, hmac_key, directory)
         return binding
 
     def _set_account(self, resp: Response) -> None:
@@ -736,7 +742,7 @@ class Flow:
     def _post_finalize(self, order: dict[str, Any]) -> dict[str, Any]:
         """POST the CSR (RFC 8555 section 7.4); a lost response is re-read, not repeated."""
         attempts = 0
-        payload = {"csr": jose.encode_b64jose(self.order.csr.der)}
+        payload = {"csr": encode_b64jose(self.order.csr.der)}
 
         def finalize() -> dict[str, Any]:
             nonlocal attempts

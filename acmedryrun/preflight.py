@@ -136,8 +136,8 @@ def check_identifiers(
                 "IpNotSupported", ident.value, f"{known.ca} does not issue for IP addresses",
                 "Use a DNS name."))
     limit = MAX_NAMES.get(known.ca) if known else None
-    if limit is not None and len(seen) > limit:
+    if known is not None and limit is not None and len(seen) > limit:
         problems.append(_problem(
-            "TooManyNames", None, f"{len(seen)} names in one certificate; {known.ca if known else ''}"
-            f" allows {limit}", f"Split the names over certificates of at most {limit}."))
+            "TooManyNames", None, f"{len(seen)} names in one certificate; {known.ca} allows"
+            f" {limit}", f"Split the names over certificates of at most {limit}."))
     return problems

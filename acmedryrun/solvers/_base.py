@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import ClassVar
 
 from acmedryrun.classify import SolverErrorKind
 
@@ -73,9 +74,9 @@ class Solver(abc.ABC):
             and tls-alpn-01 can, dns-01 cannot).
     """
 
-    challenge_type: str = ""
-    supports_wildcard: bool = False
-    supports_ip: bool = False
+    challenge_type: ClassVar[str] = ""
+    supports_wildcard: ClassVar[bool] = False
+    supports_ip: ClassVar[bool] = False
 
     def open(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Acquire what the solver needs, before any request is sent.

@@ -1,0 +1,569 @@
+"""dns-01 (RFC 8555 section 8.4): publish a TXT record at ``_acme-challenge.<name>``.
+
+``DNS01Hook`` runs the subscriber's own commands with the environment of
+certbot's manual hooks (``--manual-auth-hook`` / ``--manual-cleanup-hook``), so
+scripts written for ``certbot --manual`` work unchanged.  ``DNS01Callback``
+calls two Python callables instead, for ACME clients that drive their DNS
+provider in-process.
+
+Both can wait until the record is visible at a resolver before the CA is told
+to look (:func:`wait_for_txt`), because a CA that queries too early fails the
+challenge although the setup is right.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import ipaddress
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, ClassVar
+
+import dns.exception
+import dns.name
+import dns.rdatatype
+import dns.resolver
+
+from acmedryrun.classify import SolverErrorKind
+from acmedryrun.errors import UsageError
+from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
+
+#: RFC 8555 section 8.4: the label the CA queries under the validated name.
+CHALLENGE_LABEL = "_acme-challenge"
+
+DEFAULT_HOOK_TIMEOUT = 120.0
+DEFAULT_PROPAGATION_TIMEOUT = 120.0
+
+#: How much of a failed hook's stderr a problem quotes.
+STDERR_TAIL_LINES = 5
+STDERR_TAIL_CHARS = 500
+#: CERTBOT_AUTH_OUTPUT is passed in the environment, whose strings the kernel caps
+#: (MAX_ARG_STRLEN, 128 KiB on Linux); keep well below it.
+AUTH_OUTPUT_MAX_CHARS = 64 * 1024
+#: After SIGTERM, how long a timed-out hook's process group gets before SIGKILL.
+KILL_GRACE_SECONDS = 2.0
+
+#: Shell built-ins that are valid hook programs although no file on PATH backs them.
+_SHELL_BUILTINS = frozenset({
+    ":", ".", "alias", "bg", "break", "cd", "command", "continue", "eval", "exec", "exit",
+    "export", "false", "fg", "getopts", "hash", "jobs", "kill", "printf", "pwd", "read",
+    "readonly", "return", "set", "shift", "test", "times", "trap", "true", "type",
+    "ulimit", "umask", "unalias", "unset", "wait", "echo", "[",
+})
+#: A shell variable assignment word (``NAME=value``) before the program name.
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def record_name(challenge: Challenge) -> str:
+    """The TXT owner name for ``challenge`` (RFC 8555 section 8.4), without a final dot.
+
+    For a wildcard the CA validates the base name (RFC 8555 section 7.1.3), so
+    ``*.example.com`` and ``example.com`` share ``_acme-challenge.example.com``.
+    """
+    return f"{CHALLENGE_LABEL}.{challenge.identifier.rstrip('.')}"
+
+
+# ------------------------------------------------------------------ propagation
+
+
+def parse_resolver(resolver: str) -> tuple[str, int]:
+    """``host[:port]`` (``[v6]:port`` or a bare IPv6 address too) -> ``(ip, port)``.
+
+    The host must be an IP address: the point is to ask one specific server.
+
+    Raises:
+        ValueError: not an address, or a bad port.
+    """
+    text = resolver.strip()
+    host, port = text, 53
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{resolver!r} is not host[:port]")
+        if rest:
+            port = _port(rest[1:], resolver)
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = _port(port_text, resolver)
+    try:
+        return str(ipaddress.ip_address(host)), port
+    except ValueError:
+        raise ValueError(f"{resolver!r}: {host!r} is not an IP address") from None
+
+
+def _port(text: str, resolver: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{resolver!r}: {text!r} is not a port")
+    return int(text)
+
+
+def _txt_values(name: str, resolver: dns.resolver.Resolver, lifetime: float) -> set[str]:
+    """The TXT values at ``name`` right now (empty on NXDOMAIN, no answer or error)."""
+    try:
+        answer = resolver.resolve(dns.name.from_text(name), dns.rdatatype.TXT,
+                                  lifetime=lifetime, raise_on_no_answer=False, search=False)
+    except dns.exception.DNSException:
+        return set()
+    values: set[str] = set()
+    for rdata in answer.rrset or ():
+        # A TXT value longer than 255 octets is split into several strings
+        # (RFC 1035 section 3.3.14); the CA concatenates them (RFC 8555 section 8.4).
+        values.add(b"".join(rdata.strings).decode("utf-8", "replace"))
+    return values
+
+
+def wait_for_txt(name: str, value: str, resolver: str, timeout: float, *,
+                 interval: float = 1.0) -> bool:
+    """Poll ``resolver`` until the TXT record ``name`` has ``value``, for at most ``timeout`` s.
+
+    The resolver is asked directly, without a cache, so a negative answer is
+    never held beyond one poll.
+
+    Args:
+        name: The owner name, e.g. ``_acme-challenge.example.com`` (a final dot is optional).
+        value: The TXT value to look for (among any others at that name).
+        resolver: ``host[:port]`` of the server to ask; the host is an IP address.
+        timeout: Give up after this many seconds.
+        interval: Seconds between polls (grows to 4x while waiting).
+
+    Returns:
+        True once the value is visible, False if it never was within ``timeout``.
+
+    Raises:
+        ValueError: ``resolver`` is not ``ip[:port]``.
+    """
+    host, port = parse_resolver(resolver)
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = [host]
+    res.port = port
+    deadline = time.monotonic() + max(timeout, 0.0)
+    pause = interval
+    while True:
+        remaining = deadline - time.monotonic()
+        if value in _txt_values(name, res, max(0.1, min(2.0, remaining))):
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 1.5, interval * 4)
+
+
+# ------------------------------------------------------------------ base
+
+
+class _DNS01Solver(Solver):
+    """What both dns-01 solvers share: the run's challenge list and the propagation wait.
+
+    RFC 8555 section 8.4 puts all of a run's TXT records in place before the
+    CA is asked to validate any; scripts often batch updates and publish on
+    the last one (``CERTBOT_REMAINING_CHALLENGES=0``), so the propagation wait
+    starts only after the last prepared challenge was performed, and then
+    checks every record.
+    """
+
+    challenge_type: ClassVar[str] = "dns-01"
+    supports_wildcard: ClassVar[bool] = True
+    supports_ip: ClassVar[bool] = False  # RFC 8738 section 7: no dns-01 for IP identifiers
+
+    def __init__(self, propagation_resolver: str | None, propagation_timeout: float) -> None:
+        if propagation_resolver is not None:
+            try:
+                parse_resolver(propagation_resolver)
+            except ValueError as exc:
+                raise UsageError(f"propagation_resolver: {exc}") from exc
+        if not propagation_timeout > 0:
+            raise UsageError(f"propagation_timeout: {propagation_timeout!r} is not positive")
+        self.propagation_resolver = propagation_resolver
+        self.propagation_timeout = float(propagation_timeout)
+        self._challenges: list[Challenge] = []   # in prepare() order
+        self._performed: list[Challenge] = []    # set_txt attempted, in order
+        self._unconfirmed: list[Challenge] = []  # performed, propagation not yet seen
+
+    def close(self) -> None:
+        self._challenges.clear()
+        self._performed.clear()
+        self._unconfirmed.clear()
+
+    def prepare(self, challenge: Challenge) -> None:
+        if challenge not in self._challenges:
+            self._challenges.append(challenge)
+
+    def perform(self, challenge: Challenge) -> None:
+        self.prepare(challenge)  # also works for a caller that skips prepare()
+        if challenge not in self._performed:
+            self._performed.append(challenge)
+        self._set(challenge)
+        if self.propagation_resolver is None:
+            return
+        self._unconfirmed.append(challenge)
+        if all(ch in self._performed for ch in self._challenges):
+            self._wait_for_propagation(self.propagation_resolver)
+
+    def cleanup(self, challenge: Challenge) -> None:
+        if challenge in self._performed:
+            self._performed.remove(challenge)
+            self._clear(challenge)
+
+    def _wait_for_propagation(self, resolver: str) -> None:
+        deadline = time.monotonic() + self.propagation_timeout
+        while self._unconfirmed:
+            ch = self._unconfirmed[0]
+            name = record_name(ch)
+            if not wait_for_txt(name, ch.validation, resolver,
+                                max(0.0, deadline - time.monotonic())):
+                raise SolverFailure(
+                    SolverErrorKind.OTHER,
+                    f"TXT record {name} with value {ch.validation!r} not visible at resolver"
+                    f" {resolver} after {self.propagation_timeout:g} s")
+            self._unconfirmed.pop(0)
+
+    def _position(self, challenge: Challenge) -> tuple[int, list[Challenge]]:
+        challenges = self._challenges or [challenge]
+        return challenges.index(challenge), challenges
+
+    @abc.abstractmethod
+    def _set(self, challenge: Challenge) -> None:
+        """Publish the TXT record of ``challenge``."""
+
+    @abc.abstractmethod
+    def _clear(self, challenge: Challenge) -> None:
+        """Remove the TXT record of ``challenge``."""
+
+
+# ------------------------------------------------------------------ hooks
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    """How a hook command ended.
+
+    Attributes:
+        returncode: The exit status; negative: killed by that signal.
+        stdout: Its standard output (decoded, bounded).
+        stderr: Its standard error (decoded, bounded).
+        timed_out: True when it ran past the timeout and its process group was killed.
+    """
+
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+
+def check_hook_command(command: str, option: str) -> None:
+    """Check that ``command``'s program exists and is executable, as certbot does.
+
+    The program is the first shell word after any ``NAME=value`` assignments;
+    shell built-ins (``true``, ``exit``, ``cd`` ...) pass.
+
+    Raises:
+        UsageError: unparseable, empty, not found on PATH, or not executable.
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"{option}: cannot parse {command!r} as a shell command: {exc}") \
+            from exc
+    while words and _ASSIGNMENT.match(words[0]):
+        words.pop(0)
+    if not words:
+        raise UsageError(f"{option}: no command given")
+    program = words[0]
+    if program in _SHELL_BUILTINS:
+        return
+    if "/" in program:
+        path = os.path.expanduser(program)
+        if not os.path.exists(path):
+            raise UsageError(f"{option}: '{program}' is not an executable: no such file")
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise UsageError(
+                f"{option}: '{program}' is not an executable: it exists but cannot be run"
+                " (chmod +x?)")
+        return
+    if shutil.which(program) is None:
+        raise UsageError(
+            f"{option}: '{program}' is not an executable found on PATH"
+            f" ({os.environ.get('PATH', '')})")
+
+
+def redact_command(command: str) -> str:
+    """``command`` for messages, with the values of ``NAME=value`` words hidden.
+
+    A hook line such as ``API_TOKEN=s3cr3t /usr/local/bin/dns-hook`` must not
+    put the token into reports and logs.
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    if not any(_ASSIGNMENT.match(w) for w in words):
+        return command
+    return " ".join(
+        w.split("=", 1)[0] + "=***" if _ASSIGNMENT.match(w) else shlex.quote(w) for w in words
+    )
+
+
+def _read_back(handle: IO[bytes], limit: int) -> str:
+    """The last ``limit`` bytes written to ``handle``, decoded."""
+    handle.flush()
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - limit))
+    return handle.read().decode("utf-8", "replace")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the hook's process group, then SIGKILL what is left after a grace period."""
+    for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        # The shell is gone; its children may linger in the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return
+
+
+def run_hook(command: str, env: Mapping[str, str], timeout: float) -> HookResult:
+    """Run ``command`` through ``/bin/sh -c`` like certbot's hooks, bounded by ``timeout``.
+
+    The hook runs in its own session (process group); on timeout the whole
+    group is killed, so a hung ``nsupdate`` or ``sleep`` child goes too.
+    Output goes to temporary files rather than pipes, so a daemon the hook
+    leaves running cannot block the wait.  Stdin is ``/dev/null``: hooks run
+    unattended.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            env=dict(env), start_new_session=True, close_fds=True,
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+        finally:
+            if proc.poll() is None:  # interrupted (KeyboardInterrupt): leave nothing behind
+                _kill_group(proc)
+        return HookResult(
+            returncode=proc.returncode if proc.returncode is not None else -signal.SIGKILL,
+            stdout=_read_back(out, AUTH_OUTPUT_MAX_CHARS),
+            stderr=_read_back(err, 16 * 1024),
+            timed_out=timed_out,
+        )
+
+
+def stderr_tail(text: str) -> str:
+    """The last few lines of a hook's stderr, for a problem's detail."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    tail = "\n".join(lines[-STDERR_TAIL_LINES:])
+    if len(tail) > STDERR_TAIL_CHARS:
+        tail = "..." + tail[-STDERR_TAIL_CHARS:]
+    return tail
+
+
+def _exit_text(result: HookResult) -> str:
+    if result.returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-result.returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-result.returncode}"
+    return f"exited {result.returncode}"
+
+
+class DNS01Hook(_DNS01Solver):
+    """Answer dns-01 by running certbot-compatible hook commands.
+
+    Each command is a shell command line, run as ``/bin/sh -c COMMAND`` (as
+    certbot runs ``--manual-auth-hook``), once per challenge, with the parent
+    environment plus certbot's manual-hook variables:
+
+    - ``CERTBOT_DOMAIN`` / ``CERTBOT_IDENTIFIER``: the name validated (a
+      wildcard's base name, without ``*.``);
+    - ``CERTBOT_VALIDATION``: the TXT value to publish at
+      ``_acme-challenge.$CERTBOT_DOMAIN``;
+    - ``CERTBOT_TOKEN``: the challenge token;
+    - ``CERTBOT_REMAINING_CHALLENGES``: how many challenges come after this one;
+    - ``CERTBOT_ALL_DOMAINS`` / ``CERTBOT_ALL_IDENTIFIERS``: every challenged
+      name of the run, comma-separated;
+    - cleanup only: ``CERTBOT_AUTH_OUTPUT``, the auth hook's stdout (stripped).
+
+    Inherited ``CERTBOT_*`` variables are dropped first, so a run started from
+    inside another certbot hook sees only its own.
+
+    Args:
+        auth_hook: Publishes the record (``--dns-01-auth-hook``).
+        cleanup_hook: Removes it (``--dns-01-cleanup-hook``); optional.  It runs
+            for every challenge whose auth hook ran, also after failures.
+        timeout: Seconds each hook may run before its process group is killed.
+        propagation_resolver: ``ip[:port]`` of a DNS server to poll until every
+            record is visible before the CA is asked to validate; None (default)
+            does not wait.
+        propagation_timeout: How long to wait for that, in seconds.
+
+    Raises:
+        UsageError: a hook's program is not found or not executable, or a bad
+            timeout or resolver.
+    """
+
+    AUTH_OPTION: ClassVar[str] = "--dns-01-auth-hook"
+    CLEANUP_OPTION: ClassVar[str] = "--dns-01-cleanup-hook"
+
+    def __init__(self, auth_hook: str, cleanup_hook: str | None = None, *,
+                 timeout: float = DEFAULT_HOOK_TIMEOUT,
+                 propagation_resolver: str | None = None,
+                 propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT) -> None:
+        super().__init__(propagation_resolver, propagation_timeout)
+        if not isinstance(timeout, int | float) or not timeout > 0:
+            raise UsageError(f"dns-01 hook timeout: {timeout!r} is not a positive number")
+        self.auth_hook = auth_hook
+        self.cleanup_hook = cleanup_hook or None
+        self.timeout = float(timeout)
+        self._auth_output: dict[str, str] = {}
+        self._check_hooks()
+
+    def _check_hooks(self) -> None:
+        check_hook_command(self.auth_hook, self.AUTH_OPTION)
+        if self.cleanup_hook is not None:
+            check_hook_command(self.cleanup_hook, self.CLEANUP_OPTION)
+
+    def describe(self) -> str:
+        return f"dns-01 via hook {redact_command(self.auth_hook)!r}"
+
+    def open(self) -> None:
+        self._check_hooks()  # the files may have changed since __init__
+
+    def close(self) -> None:
+        super().close()
+        self._auth_output.clear()
+
+    def environment(self, challenge: Challenge) -> dict[str, str]:
+        """The hook environment for ``challenge`` (certbot's manual-hook variables)."""
+        index, challenges = self._position(challenge)
+        all_domains = ",".join(ch.identifier for ch in challenges)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CERTBOT_")}
+        env.update({
+            "CERTBOT_DOMAIN": challenge.identifier,
+            "CERTBOT_IDENTIFIER": challenge.identifier,
+            "CERTBOT_VALIDATION": challenge.validation,
+            "CERTBOT_TOKEN": challenge.token,
+            "CERTBOT_REMAINING_CHALLENGES": str(len(challenges) - index - 1),
+            "CERTBOT_ALL_DOMAINS": all_domains,
+            "CERTBOT_ALL_IDENTIFIERS": all_domains,
+        })
+        return env
+
+    def _run(self, which: str, command: str, env: Mapping[str, str]) -> HookResult:
+        shown = redact_command(command)
+        try:
+            result = run_hook(command, env, self.timeout)
+        except OSError as exc:  # /bin/sh missing, fork failed, no temp dir
+            raise SolverFailure(SolverErrorKind.HOOK_FAILED,
+                                f"{which} hook '{shown}' could not be started: {exc}") from exc
+        if result.timed_out:
+            raise SolverFailure(
+                SolverErrorKind.HOOK_TIMEOUT,
+                f"{which} hook '{shown}' did not finish within {self.timeout:g} s;"
+                " its process group was killed")
+        if result.returncode != 0:
+            tail = stderr_tail(result.stderr)
+            raise SolverFailure(
+                SolverErrorKind.HOOK_FAILED,
+                f"{which} hook '{shown}' {_exit_text(result)}" + (f": {tail}" if tail else ""))
+        return result
+
+    def _set(self, challenge: Challenge) -> None:
+        env = self.environment(challenge)
+        self._auth_output[challenge.url] = ""
+        result = self._run("auth", self.auth_hook, env)
+        # certbot passes the stripped stdout to the cleanup hook.
+        self._auth_output[challenge.url] = result.stdout.strip().replace("\0", "")
+
+    def _clear(self, challenge: Challenge) -> None:
+        output = self._auth_output.pop(challenge.url, "")
+        if self.cleanup_hook is None:
+            return
+        env = self.environment(challenge)
+        env["CERTBOT_AUTH_OUTPUT"] = output
+        self._run("cleanup", self.cleanup_hook, env)
+
+
+# ------------------------------------------------------------------ callables
+
+
+def _callable_name(fn: Callable[..., object]) -> str:
+    module = getattr(fn, "__module__", None)
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        return repr(fn)
+    return f"{module}.{name}" if module and module != "builtins" else str(name)
+
+
+class DNS01Callback(_DNS01Solver):
+    """Answer dns-01 by calling two Python callables.
+
+    Each is called as ``fn(record_name, value)`` with ``record_name`` like
+    ``_acme-challenge.example.com`` (no final dot; a wildcard's base name) and
+    the TXT value (RFC 8555 section 8.4).  ``set_txt`` must *add* the value
+    (a wildcard and its base name share one owner name with two values);
+    ``clear_txt`` removes that value.  ``clear_txt`` is called for every
+    challenge ``set_txt`` was called for, also after failures.
+
+    An exception from either becomes a ``HookFailed`` problem naming the callable.
+
+    Args:
+        set_txt: Publishes a TXT value.
+        clear_txt: Removes it.
+        propagation_resolver: ``ip[:port]`` of a DNS server to poll until every
+            record is visible; None (default) does not wait.
+        propagation_timeout: How long to wait for that, in seconds.
+    """
+
+    def __init__(self, set_txt: Callable[[str, str], None],
+                 clear_txt: Callable[[str, str], None], *,
+                 propagation_resolver: str | None = None,
+                 propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT) -> None:
+        super().__init__(propagation_resolver, propagation_timeout)
+        for label, fn in (("set_txt", set_txt), ("clear_txt", clear_txt)):
+            if not callable(fn):
+                raise UsageError(f"DNS01Callback: {label} is not callable")
+        self.set_txt = set_txt
+        self.clear_txt = clear_txt
+
+    def describe(self) -> str:
+        return f"dns-01 via {_callable_name(self.set_txt)}"
+
+    def _call(self, label: str, fn: Callable[[str, str], None], challenge: Challenge) -> None:
+        try:
+            fn(record_name(challenge), challenge.validation)
+        except Exception as exc:  # any failure of user code is the subscriber's
+            raise SolverFailure(
+                SolverErrorKind.HOOK_FAILED,
+                f"{label} callable {_callable_name(fn)} raised {type(exc).__name__}: {exc}",
+            ) from exc
+
+    def _set(self, challenge: Challenge) -> None:
+        self._call("set_txt", self.set_txt, challenge)
+
+    def _clear(self, challenge: Challenge) -> None:
+        self._call("clear_txt", self.clear_txt, challenge)
+
+
+__all__: Sequence[str] = [
+    "CHALLENGE_LABEL", "DNS01Callback", "DNS01Hook", "HookResult", "check_hook_command",
+    "parse_resolver", "record_name", "redact_command", "run_hook", "wait_for_txt",
+]

@@ -1,0 +1,80 @@
+"""Shared fixtures: one real Pebble for the suite, deterministic settings.
+
+``PEBBLE_VA_NOSLEEP=1`` and ``PEBBLE_WFE_NONCEREJECT=0`` (LocalPebble's
+defaults) keep the main suite deterministic; resilience tests start their own
+Pebbles with other values on purpose.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import acmedryrun
+from acmedryrun.report import Report
+from acmedryrun.solvers import HTTP01Standalone, Solver
+from acmedryrun.testing import LocalPebble
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pebble() -> Iterator[LocalPebble]:
+    """The suite's Pebble: no nonce rejection, no validation sleep, no authz reuse."""
+    with LocalPebble() as p:
+        yield p
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A name no other test uses (so authorizations and DNS records never collide)."""
+    return f"t{next(_names)}-{os.getpid()}.example.com"
+
+
+def http_solver(p: LocalPebble) -> HTTP01Standalone:
+    """The standalone http-01 responder where this Pebble's VA connects."""
+    return HTTP01Standalone(port=p.http_port, address="127.0.0.1")
+
+
+def run(p: LocalPebble, names: Sequence[str], solver: Solver | None = None,
+        **kwargs: Any) -> Report:
+    """One dry run against ``p`` with the suite's defaults."""
+    kwargs.setdefault("timeout", 60)
+    return acmedryrun.dry_run(list(names), directory=p.directory_url, ca_bundle=p.ca_bundle,
+                              solver=solver or http_solver(p), **kwargs)
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (``python -m acmedryrun``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "acmedryrun", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        cwd=cwd, check=False,
+    )
+
+
+def cli_check(
+    p: LocalPebble, *names: str, extra: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``acmedryrun check --json`` against ``p`` with the standalone responder."""
+    args = ["check", "--directory", p.directory_url, "--ca-bundle", p.ca_bundle,
+            "--http-01-port", str(p.http_port), "--http-01-address", "127.0.0.1",
+            "--timeout", "60", "--json"]
+    for n in names:
+        args += ["-d", n]
+    return cli(*args, *extra)
+
+
+def report_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The JSON report a ``--json`` run printed on stdout."""
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data

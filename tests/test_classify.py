@@ -1,0 +1,204 @@
+"""The classifier's table: every row of TAXONOMY.md, one case each (pure, no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from acmedryrun import classify as c
+from acmedryrun.report import Cause, Confidence, Severity, Step
+
+CLIENT, STAGING = Cause.CLIENT, Cause.STAGING
+HIGH, MEDIUM, LOW = Confidence.HIGH, Confidence.MEDIUM, Confidence.LOW
+T = c.TransportKind
+
+# (observation, step, expected name, cause, confidence, retry kind)
+TABLE = [
+    # ACME problem documents (RFC 8555 section 6.7 and extras)
+    (c.AcmeError("badNonce", status=400), Step.ORDER, "BadNonceStorm", STAGING, HIGH,
+     c.RetryKind.IMMEDIATE),
+    (c.AcmeError("serverInternal", status=500), Step.FINALIZE, "ServerInternal", STAGING, HIGH,
+     c.RetryKind.BACKOFF),
+    (c.AcmeError("rateLimited", status=503), Step.ORDER, "ServiceBusy", STAGING, HIGH,
+     c.RetryKind.BACKOFF),
+    (c.AcmeError("rateLimited", status=429, retry_after=3600), Step.ORDER, "RateLimited", CLIENT,
+     HIGH, c.RetryKind.RATE_LIMIT),
+    (c.AcmeError("connection"), Step.CHALLENGE, "ValidationConnection", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("dns"), Step.CHALLENGE, "ValidationDns", CLIENT, HIGH, c.RetryKind.NONE),
+    (c.AcmeError("tls"), Step.CHALLENGE, "ValidationTls", CLIENT, HIGH, c.RetryKind.NONE),
+    (c.AcmeError("unauthorized", status=403), Step.CHALLENGE, "Unauthorized", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("incorrectResponse"), Step.CHALLENGE, "ValidationIncorrectResponse", CLIENT,
+     HIGH, c.RetryKind.NONE),
+    (c.AcmeError("caa", status=403), Step.FINALIZE, "CaaForbidden", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("unknownHost"), Step.CHALLENGE, "ValidationUnknownHost", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("rejectedIdentifier", status=400), Step.ORDER, "RejectedIdentifier", CLIENT,
+     HIGH, c.RetryKind.NONE),
+    (c.AcmeError("unsupportedIdentifier"), Step.ORDER, "UnsupportedIdentifier", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("badCSR"), Step.FINALIZE, "BadCsr", CLIENT, HIGH, c.RetryKind.NONE),
+    (c.AcmeError("badPublicKey"), Step.ACCOUNT, "BadPublicKey", CLIENT, HIGH, c.RetryKind.NONE),
+    (c.AcmeError("badSignatureAlgorithm"), Step.ACCOUNT, "BadSignatureAlgorithm", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("invalidContact"), Step.ACCOUNT, "InvalidContact", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("unsupportedContact"), Step.ACCOUNT, "UnsupportedContact", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("externalAccountRequired"), Step.ACCOUNT, "ExternalAccountRequired", CLIENT,
+     HIGH, c.RetryKind.NONE),
+    (c.AcmeError("userActionRequired"), Step.ACCOUNT, "UserActionRequired", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("agreementRequired"), Step.ACCOUNT, "AgreementRequired", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("accountDoesNotExist"), Step.ACCOUNT, "AccountDoesNotExist", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("orderNotReady"), Step.FINALIZE, "OrderNotReady", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("alreadyReplaced"), Step.ORDER, "AlreadyReplaced", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("invalidProfile"), Step.ORDER, "InvalidProfile", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("alreadyRevoked"), Step.CLEANUP, "AlreadyRevoked", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("badRevocationReason"), Step.CLEANUP, "BadRevocationReason", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AcmeError("malformed", status=400), Step.ORDER, "Malformed", CLIENT, MEDIUM,
+     c.RetryKind.NONE),
+    (c.AcmeError("urn:ietf:params:acme:error:somethingNew"), Step.ORDER, "UnknownAcmeError",
+     STAGING, LOW, c.RetryKind.NONE),
+    (c.AcmeError("about:blank", status=500), Step.ORDER, "UnknownAcmeError", STAGING, LOW,
+     c.RetryKind.BACKOFF),
+    # compound: client if any subproblem is client
+    (c.AcmeError("compound", subproblems=(
+        c.AcmeError("serverInternal"), c.AcmeError("rejectedIdentifier", identifier="x.test"))),
+     Step.ORDER, "RejectedIdentifier", CLIENT, HIGH, c.RetryKind.NONE),
+    (c.AcmeError("compound", subproblems=(c.AcmeError("serverInternal"),)), Step.ORDER,
+     "ServerInternal", STAGING, HIGH, c.RetryKind.NONE),
+    (c.AcmeError("compound"), Step.ORDER, "UnknownAcmeError", STAGING, LOW, c.RetryKind.NONE),
+    # HTTP status without a problem document
+    (c.HttpError(502, "text/html", "<html>Bad Gateway</html>"), Step.AUTHORIZATION,
+     "ServerUnavailable", STAGING, HIGH, c.RetryKind.BACKOFF),
+    (c.HttpError(503, "text/html"), Step.ORDER, "ServerUnavailable", STAGING, HIGH,
+     c.RetryKind.BACKOFF),
+    (c.HttpError(504, "text/html"), Step.ORDER, "ServerUnavailable", STAGING, HIGH,
+     c.RetryKind.BACKOFF),
+    (c.HttpError(500, "text/plain"), Step.ORDER, "ServerError", STAGING, HIGH,
+     c.RetryKind.BACKOFF),
+    (c.HttpError(429, "text/plain", retry_after=5), Step.ORDER, "RateLimited", CLIENT, MEDIUM,
+     c.RetryKind.RATE_LIMIT),
+    (c.HttpError(404, "text/html"), Step.DIRECTORY, "DirectoryNotFound", CLIENT, MEDIUM,
+     c.RetryKind.NONE),
+    (c.HttpError(404, "text/html"), Step.AUTHORIZATION, "UnexpectedHttpStatus", STAGING, LOW,
+     c.RetryKind.NONE),
+    # transport, decided by the production twin
+    (c.TransportError(T.REFUSED, reference_ok=True), Step.DIRECTORY, "StagingUnreachable",
+     STAGING, HIGH, c.RetryKind.BACKOFF),
+    (c.TransportError(T.RESET, reference_ok=True), Step.FINALIZE, "StagingUnreachable", STAGING,
+     HIGH, c.RetryKind.BACKOFF),
+    (c.TransportError(T.TIMEOUT, reference_ok=False), Step.DIRECTORY, "CaUnreachable", CLIENT,
+     HIGH, c.RetryKind.BACKOFF),
+    (c.TransportError(T.DNS, reference_ok=False), Step.DIRECTORY, "CaUnreachable", CLIENT, HIGH,
+     c.RetryKind.BACKOFF),
+    (c.TransportError(T.TLS, reference_ok=None), Step.DIRECTORY, "StagingUnreachable", STAGING,
+     LOW, c.RetryKind.BACKOFF),
+    (c.TransportError(T.OTHER, reference_ok=None), Step.ORDER, "StagingUnreachable", STAGING,
+     LOW, c.RetryKind.BACKOFF),
+    (c.TransportError(T.TLS_VERIFY, reference_ok=True), Step.DIRECTORY,
+     "StagingCertificateInvalid", STAGING, HIGH, c.RetryKind.NONE),
+    (c.TransportError(T.TLS_VERIFY, reference_ok=False), Step.DIRECTORY, "TrustStoreStale",
+     CLIENT, HIGH, c.RetryKind.NONE),
+    (c.TransportError(T.TLS_VERIFY, reference_ok=None), Step.DIRECTORY, "TlsVerificationFailed",
+     STAGING, LOW, c.RetryKind.NONE),
+    # malformed responses
+    (c.MalformedResponse("json"), Step.AUTHORIZATION, "MalformedResponse", STAGING, HIGH,
+     c.RetryKind.BACKOFF),
+    (c.MalformedResponse("replay_nonce"), Step.NONCE, "MalformedResponse", STAGING, HIGH,
+     c.RetryKind.BACKOFF),
+    (c.MalformedResponse("location"), Step.ORDER, "MalformedResponse", STAGING, HIGH,
+     c.RetryKind.BACKOFF),
+    # stuck objects and deadlines
+    (c.Stuck(c.StuckState.AUTHORIZATION_PENDING), Step.CHALLENGE, "AuthorizationStuckPending",
+     STAGING, HIGH, c.RetryKind.NONE),
+    (c.Stuck(c.StuckState.ORDER_PROCESSING), Step.FINALIZE, "OrderStuckProcessing", STAGING,
+     HIGH, c.RetryKind.NONE),
+    (c.Stuck(c.StuckState.ORDER_PENDING), Step.FINALIZE, "OrderStuckPending", STAGING, HIGH,
+     c.RetryKind.NONE),
+    (c.DeadlineExceeded("ca"), Step.ORDER, "DeadlineExceeded", STAGING, HIGH, c.RetryKind.NONE),
+    (c.DeadlineExceeded("solver"), Step.CHALLENGE, "SolverDeadlineExceeded", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    # local solver errors
+    *[
+        (c.SolverError(kind), Step.CHALLENGE, rule.name, CLIENT, HIGH, c.RetryKind.NONE)
+        for kind, rule in c.SOLVER.items()
+    ],
+    # the issued chain
+    (c.InvalidChain("leaf key differs"), Step.CERTIFICATE, "InvalidCertificateChain", STAGING,
+     HIGH, c.RetryKind.NONE),
+    (c.AuthorizationInvalid("no reason"), Step.CHALLENGE, "AuthorizationInvalid", STAGING, LOW,
+     c.RetryKind.NONE),
+]
+
+
+@pytest.mark.parametrize(
+    ("obs", "step", "name", "cause", "confidence", "retry"), TABLE,
+    ids=[f"{type(row[0]).__name__}-{row[2]}-{i}" for i, row in enumerate(TABLE)])
+def test_table(  # noqa: PLR0917 - one parameter per column of the table
+    obs: c.Observation, step: Step, name: str, cause: Cause, confidence: Confidence,
+    retry: c.RetryKind,
+) -> None:
+    problem = c.classify(obs, step=step, identifier="example.com")
+    assert (problem.name, problem.cause, problem.confidence) == (name, cause, confidence)
+    assert problem.step is step
+    assert problem.hint, "every problem says what to do"
+    assert c.retry_kind(obs) is retry
+
+
+def test_every_acme_type_of_rfc8555_and_extras_has_a_row() -> None:
+    rfc8555 = {
+        "accountDoesNotExist", "alreadyRevoked", "badCSR", "badNonce", "badPublicKey",
+        "badRevocationReason", "badSignatureAlgorithm", "caa", "compound", "connection", "dns",
+        "externalAccountRequired", "incorrectResponse", "invalidContact", "malformed",
+        "orderNotReady", "rateLimited", "rejectedIdentifier", "serverInternal", "tls",
+        "unauthorized", "unsupportedContact", "unsupportedIdentifier", "userActionRequired",
+    }
+    extras = {"alreadyReplaced", "invalidProfile", "agreementRequired", "unknownHost"}
+    covered = set(c.ACME_TYPES) | {"rateLimited", "compound"}
+    assert rfc8555 | extras <= covered
+    tested = {row[0].short_type for row in TABLE if isinstance(row[0], c.AcmeError)}
+    assert rfc8555 | extras <= tested
+
+
+def test_no_staging_row_ever_blames_the_client_when_the_twin_answers() -> None:
+    for kind in c.TransportKind:
+        assert c.rule_for(c.TransportError(kind, reference_ok=True), Step.ORDER).cause is STAGING
+
+
+def test_problem_document_identifier_wins_and_compound_names_the_client_subproblem() -> None:
+    obs = c.AcmeError("compound", detail="2 problems", subproblems=(
+        c.AcmeError("serverInternal", identifier="a.example.com"),
+        c.AcmeError("caa", "CAA forbids", identifier="b.example.com")))
+    p = c.classify(obs, step=Step.FINALIZE, identifier="ignored.example.com")
+    assert p.identifier == "b.example.com"
+    assert "b.example.com: caa: CAA forbids" in p.detail
+
+
+def test_rate_limit_hint_carries_retry_after_and_help_link() -> None:
+    obs = c.AcmeError("rateLimited", "too many", status=429, retry_after=120,
+                      help_url="https://letsencrypt.org/docs/rate-limits/")
+    p = c.classify(obs, step=Step.ORDER, severity=Severity.FATAL)
+    assert p.retry_after == 120
+    assert p.help_url == "https://letsencrypt.org/docs/rate-limits/"
+    assert "120 s" in p.hint
+    assert p.severity is Severity.FATAL
+    assert p.http_status == 429
+    assert p.acme_type == "urn:ietf:params:acme:error:rateLimited"
+
+
+def test_html_error_page_detail_is_an_excerpt() -> None:
+    obs = c.HttpError(502, "text/html", "<html>\n  <body>Bad   Gateway</body></html>" + "x" * 500)
+    p = c.classify(obs, step=Step.AUTHORIZATION)
+    assert "HTTP 502 (text/html)" in p.detail
+    assert "<body>Bad Gateway</body>" in p.detail
+    assert len(p.detail) < 300

@@ -1,0 +1,155 @@
+"""The CLI as a real subprocess: exit codes, JSON report, usage errors (CONTRACT.md)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import cli, cli_check, report_json
+
+from acmedryrun.testing import LocalPebble
+
+#: Every key CONTRACT.md promises in the JSON report.
+REPORT_KEYS = {
+    "schema_version", "verdict", "prod_likely_to_succeed", "confidence", "directory",
+    "identifiers", "problems", "retries", "steps", "requests", "certificate",
+    "staging_only_features", "duration_s",
+}
+PROBLEM_KEYS = {"name", "cause", "severity", "step", "identifier", "acme_type", "http_status",
+                "detail", "hint"}
+
+
+def test_check_success_exits_0_with_the_contracts_json(
+    pebble: LocalPebble, unique_name: str
+) -> None:
+    proc = cli_check(pebble, unique_name)
+    assert proc.returncode == 0, proc.stderr
+    report = report_json(proc)
+    assert set(report) >= REPORT_KEYS
+    assert report["schema_version"] == 1
+    assert report["verdict"] == "likely_success"
+    assert report["prod_likely_to_succeed"] is True
+    assert report["identifiers"] == [unique_name]
+    assert report["requests"]["total"] > 0
+    assert set(report["certificate"]) >= {"serial", "not_after", "chain_length", "names"}
+    assert {s["step"] for s in report["steps"]} >= {"directory", "finalize", "certificate"}
+    assert "verdict: likely_success" in proc.stderr, "human output goes to stderr"
+
+
+def test_check_client_error_exits_1_and_names_the_problem(
+    pebble: LocalPebble, unique_name: str
+) -> None:
+    pebble.add_a(unique_name, ["127.0.0.2"])
+    proc = cli_check(pebble, unique_name)
+    assert proc.returncode == 1, proc.stderr
+    report = report_json(proc)
+    assert report["verdict"] == "client_error"
+    problem = report["problems"][0]
+    assert set(problem) >= PROBLEM_KEYS
+    assert problem["cause"] == "client"
+    assert problem["name"] == "ValidationConnection"
+    assert "hint:" in proc.stderr
+
+
+def test_check_unreachable_ca_exits_2(unique_name: str, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = cli("check", "-d", unique_name, "--directory", f"https://127.0.0.1:{port}/dir",
+               "--webroot", str(tmp_path), "--timeout", "3", "--json")
+    assert proc.returncode == 2, proc.stderr
+    assert report_json(proc)["verdict"] == "staging_unstable"
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    proc = cli("--help")
+    assert proc.returncode == 0
+    assert "check" in proc.stdout
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["check"], "-d"),
+        (["check", "-d", ""], "-d"),
+        (["check", "-d", "a.example", "--bogus"], "--bogus"),
+        (["check", "-d", "a.example", "--directory", "no-such-alias"], "no-such-alias"),
+        (["check", "-d", "a.example", "--timeout", "-1"], "--timeout"),
+        (["check", "-d", "a.example", "--http-01-port", "70000"], "--http-01-port"),
+        (["check", "-d", "a.example", "--key-type", "dsa"], "--key-type"),
+        (["check", "-d", "a.example", "--webroot", "/nonexistent/webroot"], "--webroot"),
+        (["check", "-d", "a.example", "--csr", "/nonexistent/csr.pem"], "--csr"),
+        (["check", "-d", "a.example", "--account-key", "/nonexistent/dir/key.pem"],
+         "--account-key"),
+        (["check", "-d", "a.example", "--ca-bundle", "/nonexistent/ca.pem"], "--ca-bundle"),
+        (["check", "-d", "a.example", "--directory", "letsencrypt"], "production"),
+        (["check", "-d", "a b.example"], "-d"),
+        (["frobnicate"], "frobnicate"),
+        ([], "usage"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_64(args: list[str], needle: str) -> None:
+    proc = cli(*args)
+    assert proc.returncode == 64, (proc.stdout, proc.stderr)
+    assert needle in proc.stderr
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+
+
+def test_port_in_use_is_exit_64_before_any_request(busy_port: int) -> None:
+    # The directory is a closed port: had any request been sent, the verdict would be 2.
+    proc = cli("check", "-d", "a.example.com", "--directory", "https://127.0.0.1:9/dir",
+               "--http-01-port", str(busy_port), "--http-01-address", "127.0.0.1")
+    assert proc.returncode == 64, proc.stderr
+    assert f"127.0.0.1:{busy_port} is already in use" in proc.stderr
+
+
+def test_unreadable_account_key_is_exit_64_and_left_untouched(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text("not a key")
+    proc = cli("check", "-d", "a.example.com", "--directory", "https://127.0.0.1:9/dir",
+               "--account-key", str(key), "--webroot", str(tmp_path))
+    assert proc.returncode == 64, proc.stderr
+    assert "--account-key" in proc.stderr
+    assert key.read_text() == "not a key"
+
+
+def test_unwritable_webroot_is_exit_64(tmp_path: Path) -> None:
+    root = tmp_path / "ro"
+    root.mkdir()
+    root.chmod(0o500)
+    try:
+        import os
+
+        if os.access(root, os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        proc = cli("check", "-d", "a.example.com", "--webroot", str(root))
+        assert proc.returncode == 64
+        assert "--webroot" in proc.stderr
+    finally:
+        root.chmod(0o700)
+
+
+def test_new_account_key_is_not_created_when_input_is_bad(tmp_path: Path) -> None:
+    key = tmp_path / "new.pem"
+    proc = cli("check", "-d", "a.example.com", "--account-key", str(key),
+               "--key-type", "rsa1024")
+    assert proc.returncode == 64
+    assert not key.exists(), "nothing half-written"
+
+
+def test_json_goes_to_stdout_only(pebble: LocalPebble, unique_name: str) -> None:
+    proc = cli_check(pebble, unique_name)
+    json.loads(proc.stdout)  # stdout is exactly one JSON document
+    assert "directory" in proc.stderr
