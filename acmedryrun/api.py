@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from acmedryrun import directories
 from acmedryrun.errors import UsageError
-from acmedryrun.report import Report, RequestStats, Retry
+from acmedryrun.report import Report, RequestStats, Retry, Step, StepResult, StepStatus
 from acmedryrun.solvers._base import Solver
 
 if TYPE_CHECKING:
@@ -148,6 +148,8 @@ def dry_run(
     eab: Eab | tuple[str, str] | None = None,
     profile: str | None = None,
     preflight: bool = True,
+    dns_resolver: str | None = None,
+    caa_identities: Sequence[str] | None = None,
     reference_directory: str | None = None,
     allow_production: bool = False,
     on_event: Callable[[Event], None] | None = None,
@@ -169,7 +171,12 @@ def dry_run(
         email: A contact address for a new account.
         eab: External account binding, as :class:`Eab` or ``(kid, hmac_key)``.
         profile: An ACME profile name to send with newOrder.
-        preflight: Run the local checks first (default True).
+        preflight: Run the local checks first (default True): identifier rules, DNS,
+            CAA, and a self-check of each placed challenge response.
+        dns_resolver: ``host[:port]`` of the resolver for the checks (default: the
+            system's).
+        caa_identities: The CA's CAA issuer domains (default: the directory's
+            ``meta.caaIdentities``, else the known CA's).
         reference_directory: The production directory to compare with; defaults
             to the production twin of a known staging directory.
         allow_production: Permit a production directory (default False).
@@ -186,6 +193,7 @@ def dry_run(
     plan = _plan(identifiers, directory=directory, solver=solver, ca_bundle=ca_bundle,
                  timeout=timeout, key_type=key_type, csr=csr, account_key=account_key,
                  email=email, eab=eab, profile=profile, preflight=preflight,
+                 dns_resolver=dns_resolver, caa_identities=caa_identities,
                  reference_directory=reference_directory, allow_production=allow_production)
     plan.solver.open()  # UsageError (port in use, no webroot) before any request
     try:
@@ -211,6 +219,8 @@ class _Plan:
     eab: Eab | None
     profile: str | None
     preflight: bool
+    dns_resolver: tuple[str, int] | None
+    caa_identities: tuple[str, ...] | None
 
     @property
     def account_key_given(self) -> bool:
@@ -221,10 +231,11 @@ def _plan(identifiers: Sequence[str], *, directory: str, solver: Solver | None,
           ca_bundle: str | os.PathLike[str] | None, timeout: float, key_type: str,
           csr: bytes | str | None, account_key: str | os.PathLike[str] | bytes | JWK | None,
           email: str | None, eab: Eab | tuple[str, str] | None, profile: str | None,
-          preflight: bool, reference_directory: str | None, allow_production: bool) -> _Plan:
+          preflight: bool, dns_resolver: str | None, caa_identities: Sequence[str] | None,
+          reference_directory: str | None, allow_production: bool) -> _Plan:
     """Validate every argument; raise UsageError before anything is sent or written."""
     from acmedryrun import certs
-    from acmedryrun.preflight import parse_identifier
+    from acmedryrun.preflight import parse_identifier, parse_resolver
     from acmedryrun.solvers.http01 import HTTP01Standalone
 
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
@@ -259,8 +270,12 @@ def _plan(identifiers: Sequence[str], *, directory: str, solver: Solver | None,
         solver = HTTP01Standalone(port=80)
     if not isinstance(solver, Solver):
         raise UsageError("solver: expected an acmedryrun.solvers.Solver")
+    resolver = parse_resolver(dns_resolver) if dns_resolver is not None else None
+    if isinstance(caa_identities, str):
+        raise UsageError("caa_identities: pass a list of issuer domains, not a string")
+    caa = tuple(i.strip().lower() for i in caa_identities) if caa_identities else None
     return _Plan(target, tuple(idents), solver, verify, float(timeout), key_type, csr_info, jwk,
-                 new_key_path, email, eab, profile, preflight)
+                 new_key_path, email, eab, profile, preflight, resolver, caa)
 
 
 def _check_eab(eab: Eab) -> None:
@@ -282,15 +297,29 @@ def _check_eab(eab: Eab) -> None:
 def _execute(plan: _Plan, listener: Callable[[Event], None], started: float) -> Report:
     from acmedryrun import certs, retry
     from acmedryrun.flow import Acme, Event, Flow, OrderRequest, RunState
-    from acmedryrun.preflight import check_identifiers
+    from acmedryrun import preflight
 
     state = RunState()
+    deadline = retry.Deadline(plan.timeout)
+    checks: preflight.Checks | None = None
     if plan.preflight:
-        state.problems += check_identifiers(
+        checks = preflight.Checks(
+            resolver=plan.dns_resolver, deadline=deadline, known=plan.target.known,
+            caa_identities=plan.caa_identities)
+        started_checks = time.monotonic()
+        listener(Event("step_start", Step.PREFLIGHT))
+        state.problems += checks.before_order(
             plan.idents, challenge_type=plan.solver.challenge_type,
             supports_wildcard=plan.solver.supports_wildcard,
-            supports_ip=plan.solver.supports_ip, known=plan.target.known)
-        if any(p.severity.decisive for p in state.problems):
+            supports_ip=plan.solver.supports_ip)
+        failed = any(p.severity.decisive for p in state.problems)
+        status = StepStatus.FAILED if failed else StepStatus.OK
+        state.steps.append(StepResult(Step.PREFLIGHT, status, time.monotonic() - started_checks))
+        listener(Event("step_end", Step.PREFLIGHT, status=status,
+                       duration_s=state.steps[-1].duration_s))
+        for problem in state.problems:
+            listener(Event("problem", problem.step, problem=problem))
+        if failed:
             return _build_report(plan, state, None, started)
 
     jwk = plan.account_key
@@ -307,7 +336,7 @@ def _execute(plan: _Plan, listener: Callable[[Event], None], started: float) -> 
         state.retries.append(r)
         listener(Event("retry", r.step, retry=r))
 
-    acme = Acme(verify=plan.verify, deadline=retry.Deadline(plan.timeout), on_retry=on_retry)
+    acme = Acme(verify=plan.verify, deadline=deadline, on_retry=on_retry)
     flow = Flow(
         directory_url=plan.target.url, acme=acme, account_key=jwk,
         account_key_given=plan.account_key_given,
@@ -315,6 +344,8 @@ def _execute(plan: _Plan, listener: Callable[[Event], None], started: float) -> 
         solver=plan.solver, eab=(plan.eab.kid, plan.eab.hmac_key) if plan.eab else None,
         email=plan.email, reference_url=plan.target.reference_url,
         reference_verify=plan.verify, on_event=listener, state=state,
+        self_check=checks.self_check if checks else None,
+        check_directory=checks.after_directory if checks else None,
     )
     try:
         flow.run()

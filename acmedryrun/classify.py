@@ -252,10 +252,9 @@ class Rule(NamedTuple):
     confidence: Confidence = HIGH
 
 
-_VALIDATION_HINT_TAIL = (
-    " If the self-check from this machine passed, the CA's vantage points see something"
-    " else: a firewall, geo-blocking or split DNS."
-)
+#: Problem types that report a failed validation (the CA looked and saw something wrong).
+VALIDATION_TYPES = frozenset(
+    {"connection", "dns", "tls", "unauthorized", "incorrectResponse", "unknownHost"})
 
 #: ACME problem types (short form) -> blame.  RFC 8555 section 6.7, RFC 9773
 #: (alreadyReplaced), the profiles draft (invalidProfile), Boulder's extras.
@@ -274,7 +273,7 @@ ACME_TYPES: Mapping[str, Rule] = {
         "ValidationConnection", CLIENT,
         "The CA could not connect to your server for the challenge: check that the name"
         " resolves to this server and that port 80 (http-01) or 443 (tls-alpn-01) is open"
-        " to the internet." + _VALIDATION_HINT_TAIL,
+        " to the internet.",
     ),
     "dns": Rule(
         "ValidationDns", CLIENT,
@@ -289,8 +288,7 @@ ACME_TYPES: Mapping[str, Rule] = {
     "unauthorized": Rule(
         "Unauthorized", CLIENT,
         "The CA found the wrong challenge response (or refused the account): check that"
-        " the token or TXT record is served for this name, from every address it has."
-        + _VALIDATION_HINT_TAIL,
+        " the token or TXT record is served for this name, from every address it has.",
     ),
     "incorrectResponse": Rule(
         "ValidationIncorrectResponse", CLIENT,

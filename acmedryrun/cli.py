@@ -141,6 +141,11 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
                    help="permit a production directory (real rate limits, a trusted cert)")
     p.add_argument("--no-preflight", dest="preflight", action="store_false",
                    help="skip the local checks before the CA is asked")
+    p.add_argument("--dns-resolver", metavar="HOST[:PORT]",
+                   help="resolver for the preflight checks (default: the system's)")
+    p.add_argument("--caa-identity", dest="caa_identities", action="append", default=None,
+                   metavar="NAME",
+                   help="the CA's CAA issuer domain (repeatable; default from the directory)")
     p.add_argument("--timeout", type=_seconds, default=300.0, metavar="SECONDS",
                    help="overall deadline (default 300)")
     p.add_argument("--json", action="store_true",
@@ -211,6 +216,8 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
         eab=(args.eab_kid, args.eab_hmac_key) if args.eab_kid else None,
         profile=args.profile,
         preflight=args.preflight,
+        dns_resolver=args.dns_resolver,
+        caa_identities=args.caa_identities,
         reference_directory=args.reference_directory,
         allow_production=args.allow_production,
         on_event=out.on_event,

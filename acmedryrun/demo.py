@@ -40,9 +40,10 @@ def _run_one(pebble: LocalPebble, scenario: str, out: Output) -> Report:
         with proxy:
             return acmedryrun.dry_run(names, directory=proxy.directory_url,
                                       ca_bundle=proxy.ca_bundle, solver=solver, timeout=4.0,
-                                      on_event=out.on_event)
+                                      dns_resolver=pebble.dns_resolver, on_event=out.on_event)
     return acmedryrun.dry_run(names, directory=directory, ca_bundle=ca_bundle, solver=solver,
-                              timeout=timeout, on_event=out.on_event)
+                              timeout=timeout, dns_resolver=pebble.dns_resolver,
+                              on_event=out.on_event)
 
 
 def run_demo(args: argparse.Namespace, out: Output) -> int:

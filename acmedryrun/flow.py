@@ -11,6 +11,7 @@ is a bug and propagates (the CLI turns it into exit 70 with a traceback).
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import hashlib
 import json
@@ -53,6 +54,11 @@ POLL_FACTOR = 2.0
 POLL_CAP = 5.0
 #: No single request waits longer than this, whatever the deadline.
 REQUEST_TIMEOUT_CAP = 30.0
+
+
+#: A self-check of placed challenge responses, from this machine: its problems, and
+#: the identifiers (``Challenge.domain``) it saw answer correctly.
+SelfCheck = Callable[[Sequence[Challenge]], tuple[Sequence[Problem], frozenset[str]]]
 
 
 class StopRun(Exception):
@@ -401,6 +407,8 @@ class Flow:
         reference_verify: str | bool,
         on_event: Callable[[Event], None],
         state: RunState,
+        self_check: SelfCheck | None = None,
+        check_directory: Callable[[Mapping[str, Any]], Sequence[Problem]] | None = None,
     ) -> None:
         self.directory_url = directory_url
         self.acme = acme
@@ -414,10 +422,13 @@ class Flow:
         self.reference_verify = reference_verify
         self.on_event = on_event
         self.state = state
+        self.self_check = self_check
+        self.check_directory = check_directory
         self._prepared: list[Challenge] = []
         self._run_authz_urls: list[str] = []
         self._reference_ok: bool | None = None
         self._reference_asked = False
+        self._self_check_passed: frozenset[str] = frozenset()
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -430,8 +441,16 @@ class Flow:
         """Record ``obs`` as the fatal problem of ``step``; the caller raises the result."""
         if isinstance(obs, c.TransportError):
             obs = c.TransportError(obs.kind, obs.detail, self._ask_reference())
-        self.add_problem(c.classify(obs, step=step, identifier=identifier,
-                                    severity=Severity.FATAL))
+        problem = c.classify(obs, step=step, identifier=identifier, severity=Severity.FATAL)
+        if (isinstance(obs, c.AcmeError) and obs.short_type in c.VALIDATION_TYPES
+                and problem.identifier in self._self_check_passed):
+            # Cross-examination: it worked from here, so only the CA's vantage points
+            # meet the obstacle.
+            problem = dataclasses.replace(problem, hint=(
+                f"{problem.hint} The self-check from this machine reached"
+                f" {problem.identifier} and got the right answer: the difference is in"
+                " what the CA sees (firewall, geo-blocking, split DNS, IPv6 vs IPv4)."))
+        self.add_problem(problem)
         return StopRun()
 
     def _ask_reference(self) -> bool | None:
@@ -466,6 +485,8 @@ class Flow:
         try:
             with self.step(Step.DIRECTORY):
                 self.acme.get_directory(self.directory_url)
+            if self.check_directory is not None:
+                self.check_meta(self.check_directory)
             with self.step(Step.NONCE):
                 self.acme.fetch_nonce()
             with self.step(Step.ACCOUNT):
@@ -477,6 +498,18 @@ class Flow:
             pass
         finally:
             self.cleanup()
+
+    def check_meta(self, check: Callable[[Mapping[str, Any]], Sequence[Problem]]) -> None:
+        """Preflight checks that need the directory (its ``meta.caaIdentities``).
+
+        They use what preflight already looked up, so they send nothing; a decisive
+        problem stops the run before any order is created.
+        """
+        problems = list(check(self.acme.directory))
+        for problem in problems:
+            self.add_problem(problem)
+        if any(p.severity.decisive for p in problems):
+            raise StopRun
 
     def account(self) -> None:
         """Find or create the account (RFC 8555 section 7.3)."""
@@ -609,6 +642,10 @@ class Flow:
                 self._run_solver(self.solver.prepare, ch)
             for _, ch in challenges:
                 self._run_solver(self.solver.perform, ch)
+            if self.self_check is not None:
+                problems, self._self_check_passed = self.self_check([ch for _, ch in challenges])
+                for problem in problems:
+                    self.add_problem(problem)
             for _, ch in challenges:
                 self._answer(ch)
             self._poll_authorizations([a for a, _ in challenges])

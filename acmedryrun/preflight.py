@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from acmedryrun.directories import KnownDirectory
+from acmedryrun.errors import UsageError
 from acmedryrun.report import Cause, Problem, Severity, Step
+from acmedryrun.retry import Deadline
+from acmedryrun.solvers._base import Challenge
 
 #: RFC 1035 section 2.3.4 and RFC 5890: a label is 1-63 octets, a name at most 253.
 MAX_LABEL = 63
@@ -141,3 +145,68 @@ def check_identifiers(
             "TooManyNames", None, f"{len(seen)} names in one certificate; {known.ca} allows"
             f" {limit}", f"Split the names over certificates of at most {limit}."))
     return problems
+
+
+def parse_resolver(value: str) -> tuple[str, int]:
+    """Parse ``--dns-resolver HOST[:PORT]`` (IPv6 as ``[::1]:53``).
+
+    Raises:
+        UsageError: not an IP address with an optional port.
+    """
+    text = value.strip()
+    host, port_text = text, "53"
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or (text[end + 1:] and not text[end + 1:].startswith(":")):
+            raise UsageError(f"--dns-resolver: {value!r} is not HOST[:PORT]")
+        host, port_text = text[1:end], text[end + 2:] or "53"
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    try:
+        ipaddress.ip_address(host)
+        port = int(port_text)
+    except ValueError:
+        raise UsageError(f"--dns-resolver: {value!r} is not an IP address with an optional"
+                         " port") from None
+    if not 0 < port < 65536:
+        raise UsageError(f"--dns-resolver: port {port} is out of range")
+    return host, port
+
+
+class Checks:
+    """The preflight checks of one run, in ordered blocks.
+
+    * :meth:`before_order` — identifier rules, then DNS and CAA lookups; runs
+      before any request to the CA.
+    * :meth:`after_directory` — evaluates the CAA records already looked up against
+      the directory's ``meta.caaIdentities`` when no identity was known before; no
+      network; runs before any order is created.
+    * :meth:`self_check` — fetches each placed challenge response from this machine.
+
+    A fatal problem stops the blocks after it.
+    """
+
+    def __init__(self, *, resolver: tuple[str, int] | None, deadline: Deadline,
+                 known: KnownDirectory | None, caa_identities: tuple[str, ...] | None) -> None:
+        self.resolver = resolver
+        self.deadline = deadline
+        self.known = known
+        self.caa_identities = caa_identities
+        self.identifiers: tuple[Identifier, ...] = ()
+
+    def before_order(self, identifiers: Sequence[Identifier], *, challenge_type: str,
+                     supports_wildcard: bool, supports_ip: bool) -> list[Problem]:
+        """Identifier rules (no network), then DNS and CAA."""
+        self.identifiers = tuple(identifiers)
+        self.challenge_type = challenge_type
+        return check_identifiers(identifiers, challenge_type=challenge_type,
+                                 supports_wildcard=supports_wildcard, supports_ip=supports_ip,
+                                 known=self.known)
+
+    def after_directory(self, directory: Mapping[str, Any]) -> list[Problem]:
+        """CAA against the directory's ``meta.caaIdentities`` (RFC 8555 section 9.7.6)."""
+        return []
+
+    def self_check(self, challenges: Sequence[Challenge]) -> tuple[list[Problem], frozenset[str]]:
+        """Fetch each placed response from here; returns problems and the names that passed."""
+        return [], frozenset()

@@ -48,6 +48,7 @@ def run(p: LocalPebble, names: Sequence[str], solver: Solver | None = None,
         **kwargs: Any) -> Report:
     """One dry run against ``p`` with the suite's defaults."""
     kwargs.setdefault("timeout", 60)
+    kwargs.setdefault("dns_resolver", p.dns_resolver)
     return acmedryrun.dry_run(list(names), directory=p.directory_url, ca_bundle=p.ca_bundle,
                               solver=solver or http_solver(p), **kwargs)
 
@@ -68,7 +69,7 @@ def cli_check(
     """``acmedryrun check --json`` against ``p`` with the standalone responder."""
     args = ["check", "--directory", p.directory_url, "--ca-bundle", p.ca_bundle,
             "--http-01-port", str(p.http_port), "--http-01-address", "127.0.0.1",
-            "--timeout", "60", "--json"]
+            "--dns-resolver", p.dns_resolver, "--timeout", "60", "--json"]
     for n in names:
         args += ["-d", n]
     return cli(*args, *extra)

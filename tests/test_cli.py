@@ -59,7 +59,7 @@ def test_check_unreachable_ca_exits_2(unique_name: str, tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = cli("check", "-d", unique_name, "--directory", f"https://127.0.0.1:{port}/dir",
-               "--webroot", str(tmp_path), "--timeout", "3", "--json")
+               "--webroot", str(tmp_path), "--timeout", "3", "--no-preflight", "--json")
     assert proc.returncode == 2, proc.stderr
     assert report_json(proc)["verdict"] == "staging_unstable"
 

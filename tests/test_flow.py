@@ -19,7 +19,7 @@ from acmedryrun.solvers import HTTP01Webroot
 from acmedryrun.testing import LocalPebble
 
 STEPS_OF_A_FULL_RUN = [
-    "directory", "nonce", "account", "order", "authorization", "challenge", "finalize",
+    "preflight", "directory", "nonce", "account", "order", "authorization", "challenge", "finalize",
     "certificate", "cleanup",
 ]
 
@@ -206,6 +206,7 @@ def test_dry_run_never_raises_for_an_unreachable_ca(unique_name: str, tmp_path: 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     report = acmedryrun.dry_run([unique_name], directory=f"https://127.0.0.1:{port}/dir",
-                                solver=HTTP01Webroot(tmp_path), timeout=3)
+                                solver=HTTP01Webroot(tmp_path), timeout=3,
+                                preflight=False)
     assert report.verdict is Verdict.STAGING_UNSTABLE
     assert report.problems[0].step is Step.DIRECTORY

@@ -1,0 +1,140 @@
+"""Resilience against Pebble's own instability knobs and an unreachable CA (issue 3).
+
+FaultProxy scenarios live in test_resilience_proxy.py; these need only Pebble.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import run
+
+import acmedryrun
+from acmedryrun import Cause, Verdict
+from acmedryrun.solvers import HTTP01Webroot
+from acmedryrun.testing import LocalPebble
+
+
+@pytest.fixture(scope="module")
+def flaky_nonces() -> Iterator[LocalPebble]:
+    """Pebble rejecting 30% of valid nonces, as staging's badNonce storms do."""
+    with LocalPebble(nonce_reject=30) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def no_nonce_accepted() -> Iterator[LocalPebble]:
+    with LocalPebble(nonce_reject=100) as p:
+        yield p
+
+
+def test_thirty_percent_bad_nonces_are_survived_and_recorded(
+    flaky_nonces: LocalPebble,
+) -> None:
+    names = [f"n{i}.nonce.example.com" for i in range(3)]
+    report = run(flaky_nonces, names)
+    assert report.verdict is Verdict.LIKELY_SUCCESS, report.problems
+    assert report.exit_code == 0
+    # 3 names make ~20 POSTs: at 30% the chance of no rejection at all is below 0.1%.
+    assert report.retries, "badNonce retries are recorded"
+    assert {r.reason for r in report.retries} == {"badNonce"}
+    assert all(r.wait_s == 0 for r in report.retries), "badNonce is retried at once"
+    assert report.confidence is not acmedryrun.Confidence.HIGH
+    assert any(p.name == "StagingUnstable" and not p.severity.decisive for p in report.problems)
+
+
+def test_every_nonce_rejected_is_staging_unstable(no_nonce_accepted: LocalPebble) -> None:
+    report = run(no_nonce_accepted, ["storm.example.com"])
+    assert report.verdict is Verdict.STAGING_UNSTABLE
+    assert report.exit_code == 2
+    fatal = next(p for p in report.problems if p.severity.decisive)
+    assert (fatal.name, fatal.cause) == ("BadNonceStorm", Cause.STAGING)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ca_down_while_the_reference_answers_is_staging(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    report = acmedryrun.dry_run(
+        ["down.example.com"], directory=f"https://127.0.0.1:{_closed_port()}/dir",
+        reference_directory=pebble.directory_url, ca_bundle=pebble.ca_bundle,
+        solver=HTTP01Webroot(str(tmp_path)), dns_resolver=pebble.dns_resolver,
+        timeout=4)
+    assert time.monotonic() - started < 4 + 3
+    assert report.verdict is Verdict.STAGING_UNSTABLE
+    fatal = next(p for p in report.problems if p.severity.decisive)
+    assert (fatal.name, fatal.cause) == ("StagingUnreachable", Cause.STAGING)
+    assert report.retries, "connection refused is retried with backoff"
+    assert {r.reason for r in report.retries} == {"connection_refused"}
+
+
+def test_ca_and_reference_both_unreachable_is_client(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    report = acmedryrun.dry_run(
+        ["down.example.com"], directory=f"https://127.0.0.1:{_closed_port()}/dir",
+        reference_directory=f"https://127.0.0.1:{_closed_port()}/dir",
+        ca_bundle=pebble.ca_bundle, solver=HTTP01Webroot(str(tmp_path)), dns_resolver=pebble.dns_resolver,
+        timeout=3)
+    assert report.verdict is Verdict.CLIENT_ERROR
+    fatal = next(p for p in report.problems if p.severity.decisive)
+    assert (fatal.name, fatal.cause) == ("CaUnreachable", Cause.CLIENT)
+
+
+def test_untrusted_ca_certificate_with_the_reference_trusted_is_staging(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    """Staging's TLS certificate fails verification while production's passes: staging."""
+    with LocalPebble() as other:  # its TLS CA is not in pebble.ca_bundle
+        report = acmedryrun.dry_run(
+            ["tls.example.com"], directory=other.directory_url,
+            reference_directory=pebble.directory_url, ca_bundle=pebble.ca_bundle,
+            solver=HTTP01Webroot(str(tmp_path)), dns_resolver=pebble.dns_resolver,
+        timeout=5)
+    fatal = next(p for p in report.problems if p.severity.decisive)
+    assert (fatal.name, fatal.cause) == ("StagingCertificateInvalid", Cause.STAGING)
+    assert not report.retries, "a verification failure is not retried"
+
+
+def test_stale_trust_store_for_both_is_client(pebble: LocalPebble, tmp_path: Path) -> None:
+    """Neither staging nor production verifies with this trust store: the machine's fault."""
+    with LocalPebble() as other:
+        report = acmedryrun.dry_run(
+            ["tls.example.com"], directory=other.directory_url,
+            reference_directory=pebble.directory_url, ca_bundle=_unrelated_ca(tmp_path),
+            solver=HTTP01Webroot(str(tmp_path)), dns_resolver=pebble.dns_resolver,
+        timeout=5)
+    fatal = next(p for p in report.problems if p.severity.decisive)
+    assert (fatal.name, fatal.cause) == ("TrustStoreStale", Cause.CLIENT)
+
+
+def _unrelated_ca(tmp_path: Path) -> str:
+    """A CA bundle holding one self-signed CA that signed nothing (a stale trust store)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stale root")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path = tmp_path / "stale.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(path)
