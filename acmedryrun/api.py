@@ -295,9 +295,8 @@ def _check_eab(eab: Eab) -> None:
 
 
 def _execute(plan: _Plan, listener: Callable[[Event], None], started: float) -> Report:
-    from acmedryrun import certs, retry
+    from acmedryrun import certs, preflight, retry
     from acmedryrun.flow import Acme, Event, Flow, OrderRequest, RunState
-    from acmedryrun import preflight
 
     state = RunState()
     deadline = retry.Deadline(plan.timeout)

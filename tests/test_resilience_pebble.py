@@ -84,7 +84,8 @@ def test_ca_and_reference_both_unreachable_is_client(
     report = acmedryrun.dry_run(
         ["down.example.com"], directory=f"https://127.0.0.1:{_closed_port()}/dir",
         reference_directory=f"https://127.0.0.1:{_closed_port()}/dir",
-        ca_bundle=pebble.ca_bundle, solver=HTTP01Webroot(str(tmp_path)), dns_resolver=pebble.dns_resolver,
+        ca_bundle=pebble.ca_bundle, solver=HTTP01Webroot(str(tmp_path)),
+        dns_resolver=pebble.dns_resolver,
         timeout=3)
     assert report.verdict is Verdict.CLIENT_ERROR
     fatal = next(p for p in report.problems if p.severity.decisive)
