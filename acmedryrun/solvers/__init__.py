@@ -1,12 +1,37 @@
 """Challenge solvers: one small protocol, several built in.
 
 Subclass :class:`Solver` to plug in your own machinery (see its docstring and
-``examples/client_backend.py``).
+``examples/client_backend.py``).  The built-in solvers are imported on first use,
+so ``import acmedryrun`` does not pay for servers a run does not start.
 """
 
 from __future__ import annotations
 
-from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
-from acmedryrun.solvers.http01 import HTTP01Standalone, HTTP01Webroot
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Challenge", "HTTP01Standalone", "HTTP01Webroot", "Solver", "SolverFailure"]
+from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
+
+if TYPE_CHECKING:
+    from acmedryrun.solvers.http01 import HTTP01Standalone, HTTP01Webroot
+
+_LAZY = {
+    "HTTP01Standalone": "acmedryrun.solvers.http01",
+    "HTTP01Webroot": "acmedryrun.solvers.http01",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "Challenge",
+    "HTTP01Standalone",
+    "HTTP01Webroot",
+    "Solver",
+    "SolverFailure",
+]
