@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -153,6 +154,7 @@ def dry_run(
     reference_directory: str | None = None,
     allow_production: bool = False,
     on_event: Callable[[Event], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Report:
     """Run a complete issuance against a staging directory and say what it means.
 
@@ -181,6 +183,8 @@ def dry_run(
             to the production twin of a known staging directory.
         allow_production: Permit a production directory (default False).
         on_event: Called with progress :class:`~acmedryrun.flow.Event` records.
+        cancel: Set this event (from another thread) to end the run early: it stops at
+            its next request or wait, cleans up, and reports what it got to.
 
     Returns:
         The report.  Whatever the CA, the network or the subscriber's setup did is
@@ -197,7 +201,7 @@ def dry_run(
                  reference_directory=reference_directory, allow_production=allow_production)
     plan.solver.open()  # UsageError (port in use, no webroot) before any request
     try:
-        return _execute(plan, on_event or (lambda _event: None), started)
+        return _execute(plan, on_event or (lambda _event: None), started, cancel)
     finally:
         plan.solver.close()
 
@@ -294,12 +298,13 @@ def _check_eab(eab: Eab) -> None:
         raise UsageError("--eab-hmac-key: not a base64url-encoded key") from exc
 
 
-def _execute(plan: _Plan, listener: Callable[[Event], None], started: float) -> Report:
+def _execute(plan: _Plan, listener: Callable[[Event], None], started: float,
+             cancel: threading.Event | None) -> Report:
     from acmedryrun import certs, preflight, retry
     from acmedryrun.flow import Acme, Event, Flow, OrderRequest, RunState
 
     state = RunState()
-    deadline = retry.Deadline(plan.timeout)
+    deadline = retry.Deadline(plan.timeout, cancel)
     checks: preflight.Checks | None = None
     if plan.preflight:
         checks = preflight.Checks(

@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import IO, TYPE_CHECKING, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from acmedryrun.errors import UsageError
 
@@ -113,6 +113,14 @@ class Output:
 def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--domain", dest="domains", action="append", default=[],
                    metavar="NAME", help="a name (or IP address) for the certificate; repeatable")
+    p.add_argument("--csr", metavar="FILE", help="use this CSR (its names are the order's)")
+    p.add_argument("--json", action="store_true",
+                   help="the report as JSON on stdout; human text goes to stderr")
+    _add_run_options(p)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options of one run, shared by ``check`` and ``batch``."""
     p.add_argument("--directory", default="letsencrypt-staging", metavar="URL|ALIAS",
                    help="ACME directory URL or alias (default letsencrypt-staging)")
     p.add_argument("--ca-bundle", metavar="FILE",
@@ -124,10 +132,18 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
                      help="bind address for it (default all)")
     sol.add_argument("--webroot", metavar="DIR",
                      help="http-01 by writing files under DIR/.well-known/acme-challenge/")
+    sol.add_argument("--dns-01-auth-hook", metavar="CMD",
+                     help="dns-01: CMD gets CERTBOT_DOMAIN, CERTBOT_VALIDATION, CERTBOT_TOKEN"
+                     " (certbot's manual-hook environment, so existing scripts work)")
+    sol.add_argument("--dns-01-cleanup-hook", metavar="CMD",
+                     help="dns-01: removes the TXT record again (same environment)")
+    sol.add_argument("--tls-alpn-01-port", type=_port, metavar="N",
+                     help="standalone tls-alpn-01 responder port (RFC 8737)")
+    sol.add_argument("--tls-alpn-01-address", default="", metavar="ADDR",
+                     help="bind address for it (default all)")
     p.add_argument("--key-type", default="ec256",
                    choices=("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"),
                    help="certificate key type (default ec256)")
-    p.add_argument("--csr", metavar="FILE", help="use this CSR (its names are the order's)")
     p.add_argument("--account-key", metavar="FILE",
                    help="reuse an account; created (mode 0600) if the file does not exist")
     p.add_argument("--email", metavar="ADDR", help="contact address for a new account")
@@ -148,8 +164,6 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
                    help="the CA's CAA issuer domain (repeatable; default from the directory)")
     p.add_argument("--timeout", type=_seconds, default=300.0, metavar="SECONDS",
                    help="overall deadline (default 300)")
-    p.add_argument("--json", action="store_true",
-                   help="the report as JSON on stdout; human text goes to stderr")
 
 
 def _port(text: str) -> int:
@@ -159,6 +173,16 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
 
 
@@ -173,13 +197,25 @@ def _seconds(text: str) -> float:
 
 
 def _solver(args: argparse.Namespace) -> Solver:
-    from acmedryrun.solvers import HTTP01Standalone, HTTP01Webroot
+    from acmedryrun import solvers
 
-    if args.webroot and args.http_01_port:
-        raise UsageError("--webroot and --http-01-port exclude each other")
+    chosen = [name for name, given in (
+        ("--webroot", args.webroot), ("--http-01-port", args.http_01_port),
+        ("--dns-01-auth-hook", args.dns_01_auth_hook),
+        ("--tls-alpn-01-port", args.tls_alpn_01_port)) if given]
+    if len(chosen) > 1:
+        raise UsageError(f"{chosen[0]} and {chosen[1]} exclude each other: one solver per run")
+    if args.dns_01_cleanup_hook and not args.dns_01_auth_hook:
+        raise UsageError("--dns-01-cleanup-hook needs --dns-01-auth-hook")
     if args.webroot:
-        return HTTP01Webroot(args.webroot)
-    return HTTP01Standalone(port=args.http_01_port or 80, address=args.http_01_address)
+        return solvers.HTTP01Webroot(args.webroot)
+    if args.dns_01_auth_hook:
+        return solvers.DNS01Hook(args.dns_01_auth_hook, args.dns_01_cleanup_hook,
+                                 timeout=min(120.0, args.timeout))
+    if args.tls_alpn_01_port:
+        return solvers.TLSALPN01Standalone(port=args.tls_alpn_01_port,
+                                           address=args.tls_alpn_01_address)
+    return solvers.HTTP01Standalone(port=args.http_01_port or 80, address=args.http_01_address)
 
 
 def _read(path: str, option: str) -> bytes:
@@ -203,26 +239,117 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
     csr = _read(args.csr, "--csr") if args.csr else None
     out.header = f"acmedryrun: dry run for {', '.join(args.domains) or args.csr} against" \
                  f" {args.directory}"
-    report = acmedryrun.dry_run(
-        args.domains,
-        directory=args.directory,
-        solver=_solver(args),
-        ca_bundle=args.ca_bundle,
-        timeout=args.timeout,
-        key_type=args.key_type,
-        csr=csr,
-        account_key=args.account_key,
-        email=args.email,
-        eab=(args.eab_kid, args.eab_hmac_key) if args.eab_kid else None,
-        profile=args.profile,
-        preflight=args.preflight,
-        dns_resolver=args.dns_resolver,
-        caa_identities=args.caa_identities,
-        reference_directory=args.reference_directory,
-        allow_production=args.allow_production,
-        on_event=out.on_event,
-    )
+    report = acmedryrun.dry_run(args.domains, solver=_solver(args), csr=csr,
+                                on_event=out.on_event, **_run_kwargs(args))
     return _finish(report, args, out)
+
+
+def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`acmedryrun.dry_run` keywords that ``check`` and ``batch`` share."""
+    if bool(args.eab_kid) != bool(args.eab_hmac_key):
+        raise UsageError("--eab-kid and --eab-hmac-key go together")
+    return {
+        "directory": args.directory,
+        "ca_bundle": args.ca_bundle,
+        "timeout": args.timeout,
+        "key_type": args.key_type,
+        "account_key": args.account_key,
+        "email": args.email,
+        "eab": (args.eab_kid, args.eab_hmac_key) if args.eab_kid else None,
+        "profile": args.profile,
+        "preflight": args.preflight,
+        "dns_resolver": args.dns_resolver,
+        "caa_identities": args.caa_identities,
+        "reference_directory": args.reference_directory,
+        "allow_production": args.allow_production,
+    }
+
+
+def cmd_batch(args: argparse.Namespace, out: Output) -> int:
+    """``acmedryrun batch FILE``: many dry runs, JSON Lines out, a summary at the end."""
+    from acmedryrun.batch import BatchJob, Summary, dry_run_many, parse_batch
+
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            jobs, errors = parse_batch(f)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"batch: cannot read {args.file}: {exc}") from exc
+    for err in errors:
+        out.line(f"{args.file}:{err.line}: {err.reason}: {err.text.strip()}")
+    if not jobs:
+        raise UsageError(f"batch: {args.file} holds no certificate to check"
+                         + (f" ({len(errors)} unreadable line(s))" if errors else ""))
+    kwargs = _run_kwargs(args)
+    sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    progress = Progress(out, len(jobs))
+
+    def on_report(job: BatchJob, report: Report) -> None:
+        sink.write(report.to_json(indent=None) + "\n")
+        sink.flush()
+        progress.done(job, report)
+
+    results: list[tuple[BatchJob, Report]] = []
+    interrupted = False
+    try:
+        results = dry_run_many(jobs, solver=_solver(args), concurrency=args.concurrency,
+                               pace=args.pace, on_report=on_report, **kwargs)
+    except KeyboardInterrupt:
+        interrupted = True
+        results = progress.results
+    finally:
+        if sink is not sys.stdout:
+            sink.close()
+    summary = Summary.of(results, len(jobs), len(errors))
+    progress.finish(summary, interrupted)
+    if interrupted:
+        return EX_INTERRUPTED
+    if summary.client_error or summary.unreadable_lines:
+        return 1
+    return 2 if summary.staging_unstable else 0
+
+
+class Progress:
+    """Batch progress on stderr: a live bar on a TTY, one line per finished run otherwise."""
+
+    def __init__(self, out: Output, planned: int) -> None:
+        self.out = out
+        self.planned = planned
+        self.results: list[tuple[Any, Report]] = []
+        self.tty = out.stream.isatty()
+
+    def done(self, job: Any, report: Report) -> None:
+        """Record a finished run and show it."""
+        self.results.append((job, report))
+        if self.out.verbosity < 0:
+            return
+        counts = {v: 0 for v in ("likely_success", "client_error", "staging_unstable")}
+        for _, r in self.results:
+            counts[r.verdict.value] += 1
+        if self.tty:
+            width = 30
+            filled = width * len(self.results) // max(1, self.planned)
+            bar = "#" * filled + "." * (width - filled)
+            print(f"\r[{bar}] {len(self.results)}/{self.planned}  ok {counts['likely_success']}"
+                  f"  client {counts['client_error']}  staging {counts['staging_unstable']}",
+                  end="", file=self.out.stream, flush=True)
+        else:
+            first = next((p for p in report.problems if p.severity.decisive), None)
+            why = f"  {first.name}" if first else ""
+            where = f"line {job.line}: " if getattr(job, "line", None) else ""
+            self.out.line(f"{where}{' '.join(report.identifiers)}  {report.verdict.value}"
+                          f"{why}  ({report.duration_s:.2f} s)")
+
+    def finish(self, summary: Any, interrupted: bool) -> None:
+        """The summary table."""
+        if self.tty and self.out.verbosity >= 0:
+            print(file=self.out.stream)
+        if interrupted:
+            print("interrupted: finished runs are written; the rest did not run",
+                  file=self.out.stream)
+        rows = summary.to_dict()
+        width = max(len(k) for k in rows)
+        print("\n".join(f"{k:<{width}}  {v:>6}" for k, v in rows.items()),
+              file=self.out.stream, flush=True)
 
 
 def _finish(report: Report, args: argparse.Namespace, out: Output) -> int:
@@ -250,6 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="run one dry run and report the verdict")
     _add_check_options(check)
     _add_common(check)
+    batch = sub.add_parser("batch", help="dry-run every certificate listed in FILE")
+    batch.add_argument("file", metavar="FILE",
+                       help="one certificate per line: names, then optional key=value options")
+    _add_run_options(batch)
+    batch.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
+                       help="dry runs at once (default 4)")
+    batch.add_argument("--pace", type=float, default=0.0, metavar="SECONDS",
+                       help="minimum seconds between run starts (default 0)")
+    batch.add_argument("--output", metavar="FILE",
+                       help="write the JSON Lines reports here instead of stdout")
+    _add_common(batch)
     demo = sub.add_parser("demo", help="start a local Pebble and run a real dry run against it")
     demo.add_argument("--scenario", default="success",
                       choices=("success", "client-error", "staging-unstable", "all"),
@@ -280,6 +418,7 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "check": cmd_check,
+    "batch": cmd_batch,
     "demo": cmd_demo,
 }
 

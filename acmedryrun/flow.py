@@ -333,6 +333,15 @@ def acme_error(doc: Mapping[str, Any], status: int | None, retry_after: float | 
     )
 
 
+def _builtin(solver: Solver) -> bool:
+    """True for acmedryrun's own solvers, whose unexpected exceptions are bugs."""
+    return type(solver).__module__.startswith("acmedryrun.")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_short(exc)}"
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) < 300 else text[:297] + "..."
@@ -677,6 +686,18 @@ class Flow:
         except SolverFailure as exc:
             raise self.fail(c.SolverError(exc.kind, exc.detail), Step.CHALLENGE,
                             ch.domain) from exc
+        except Exception as exc:
+            if _builtin(self.solver):
+                raise  # a bug in acmedryrun's own solver: exit 70, never a verdict
+            # A custom solver is the subscriber's (or their ACME client's) code.
+            raise self.fail(c.SolverError(c.SolverErrorKind.OTHER, _describe(exc)),
+                            Step.CHALLENGE, ch.domain) from exc
+        if self.acme.deadline.expired and not self.acme.deadline.cancelled:
+            # The solver (a slow hook) used up the run's time: its fault, not the CA's.
+            raise self.fail(c.DeadlineExceeded(
+                "solver", f"the solver was still working on {ch.domain} when the run's"
+                " deadline (--timeout) expired, before the CA was asked to validate"),
+                Step.CHALLENGE, ch.domain)
 
     def _answer(self, ch: Challenge) -> None:
         """Tell the CA to validate (RFC 8555 section 7.5.1); a lost answer is re-read first."""
@@ -722,8 +743,8 @@ class Flow:
         remaining = self.acme.deadline.remaining()
         if remaining <= 0.05:
             return None
-        time.sleep(min(interval, remaining))
-        return interval
+        self.acme.deadline.sleep(interval)
+        return None if self.acme.deadline.cancelled else interval
 
     def _authz_error(self, a: Authz) -> c.Observation:
         for ch in a.data.get("challenges", []):
@@ -834,10 +855,13 @@ class Flow:
         for ch in self._prepared:
             try:
                 self.solver.cleanup(ch)
-            except SolverFailure as exc:
+            except Exception as exc:
+                if not isinstance(exc, SolverFailure) and _builtin(self.solver):
+                    raise
                 status = StepStatus.FAILED
-                self.add_problem(c.classify(c.SolverError(exc.kind, exc.detail),
-                                            step=Step.CLEANUP, identifier=ch.domain,
+                obs = (c.SolverError(exc.kind, exc.detail) if isinstance(exc, SolverFailure)
+                       else c.SolverError(c.SolverErrorKind.OTHER, _describe(exc)))
+                self.add_problem(c.classify(obs, step=Step.CLEANUP, identifier=ch.domain,
                                             severity=Severity.WARNING))
         for url in self._run_authz_urls:
             if self.acme.deadline.expired:

@@ -16,6 +16,7 @@ handed to ``on_retry`` as a frozen :class:`~acmedryrun.report.Retry` record.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -50,20 +51,37 @@ class RequestFailed(Exception):
 
 
 class Deadline:
-    """One overall deadline on the monotonic clock."""
+    """One overall deadline on the monotonic clock, optionally cancelled early.
 
-    def __init__(self, seconds: float) -> None:
+    ``cancel`` (a :class:`threading.Event`) ends the deadline at once when set: a
+    batch stopped with Ctrl-C ends its running dry runs at their next request or
+    wait, and they still clean up.
+    """
+
+    def __init__(self, seconds: float, cancel: threading.Event | None = None) -> None:
         self.seconds = seconds
         self._end = time.monotonic() + seconds
+        self._cancel = cancel or threading.Event()
 
     def remaining(self) -> float:
-        """Seconds left, never negative."""
+        """Seconds left, never negative; 0 once cancelled."""
+        if self._cancel.is_set():
+            return 0.0
         return max(0.0, self._end - time.monotonic())
 
     @property
     def expired(self) -> bool:
-        """True once the deadline has passed."""
+        """True once the deadline has passed or was cancelled."""
         return self.remaining() <= 0.0
+
+    @property
+    def cancelled(self) -> bool:
+        """True when the run was cancelled (not merely out of time)."""
+        return self._cancel.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` or until the deadline, whichever is first; wakes on cancel."""
+        self._cancel.wait(min(seconds, self.remaining()))
 
 
 def backoff(attempt: int, retry_after: float | None) -> float:
@@ -82,7 +100,7 @@ def call(
     step: Step,
     deadline: Deadline,
     on_retry: Callable[[Retry], None],
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> T:
     """Call ``fn`` and retry it on transient failures until it succeeds or must stop.
 
@@ -92,7 +110,7 @@ def call(
         step: The step, for the retry records.
         deadline: The run's overall deadline; no wait goes past it.
         on_retry: Receives one :class:`Retry` per retry, before its wait.
-        sleep: The sleep function (tests and benchmarks may swap it).
+        sleep: The sleep function (default: the deadline's, which wakes on cancel).
 
     Returns:
         What ``fn`` returned.
@@ -133,6 +151,6 @@ def call(
 
     retrying = tenacity.Retrying(
         retry=should_retry, wait=wait, stop=stop, before_sleep=before_sleep,
-        sleep=sleep, reraise=True,
+        sleep=sleep or deadline.sleep, reraise=True,
     )
     return retrying(fn)

@@ -13,11 +13,16 @@ from typing import TYPE_CHECKING, Any
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
 if TYPE_CHECKING:
+    from acmedryrun.solvers.dns01 import DNS01Callback, DNS01Hook
     from acmedryrun.solvers.http01 import HTTP01Standalone, HTTP01Webroot
+    from acmedryrun.solvers.tlsalpn01 import TLSALPN01Standalone
 
 _LAZY = {
+    "DNS01Callback": "acmedryrun.solvers.dns01",
+    "DNS01Hook": "acmedryrun.solvers.dns01",
     "HTTP01Standalone": "acmedryrun.solvers.http01",
     "HTTP01Webroot": "acmedryrun.solvers.http01",
+    "TLSALPN01Standalone": "acmedryrun.solvers.tlsalpn01",
 }
 
 
@@ -30,8 +35,11 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Challenge",
+    "DNS01Callback",
+    "DNS01Hook",
     "HTTP01Standalone",
     "HTTP01Webroot",
     "Solver",
     "SolverFailure",
+    "TLSALPN01Standalone",
 ]

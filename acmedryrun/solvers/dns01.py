@@ -111,7 +111,7 @@ def _txt_values(name: str, resolver: dns.resolver.Resolver, lifetime: float) -> 
     try:
         answer = resolver.resolve(dns.name.from_text(name), dns.rdatatype.TXT,
                                   lifetime=lifetime, raise_on_no_answer=False, search=False)
-    except dns.exception.DNSException:
+    except (dns.exception.DNSException, OSError):  # not there (yet), or unreachable
         return set()
     values: set[str] = set()
     for rdata in answer.rrset or ():
@@ -125,8 +125,10 @@ def wait_for_txt(name: str, value: str, resolver: str, timeout: float, *,
                  interval: float = 1.0) -> bool:
     """Poll ``resolver`` until the TXT record ``name`` has ``value``, for at most ``timeout`` s.
 
-    The resolver is asked directly, without a cache, so a negative answer is
-    never held beyond one poll.
+    The resolver is asked directly, without a local cache.  Point it at an
+    authoritative server of the zone (or a test server): a recursive resolver
+    caches the "no such record" answer of an early poll for the zone's negative
+    TTL (RFC 2308), which can outlast ``timeout``.
 
     Args:
         name: The owner name, e.g. ``_acme-challenge.example.com`` (a final dot is optional).

@@ -76,20 +76,27 @@ class HTTP01Standalone(Solver):
     supports_ip: ClassVar[bool] = True
 
     def __init__(self, port: int = 80, address: str = "") -> None:
-        if not 0 < port < 65536:
+        if not 0 <= port < 65536:  # 0: any free port (tests), see bound_port
             raise UsageError(f"--http-01-port: {port} is not a TCP port")
         self.port = port
         self.address = address
         self._tokens: dict[str, bytes] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        # One responder may serve many concurrent runs (batch mode): open/close nest.
+        self._lock = threading.Lock()
+        self._users = 0
 
     def describe(self) -> str:
         return f"http-01 standalone on {self.address or '*'}:{self.port}"
 
     def open(self) -> None:
-        if self._server is not None:
-            return
+        with self._lock:
+            if self._server is None:
+                self._bind()
+            self._users += 1
+
+    def _bind(self) -> None:
         handler = type("Handler", (_Handler,), {"tokens": self._tokens})
         try:
             if self.address == "" and socket.has_ipv6:
@@ -121,7 +128,11 @@ class HTTP01Standalone(Solver):
         self._thread.start()
 
     def close(self) -> None:
-        server, self._server = self._server, None
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users:
+                return
+            server, self._server = self._server, None
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -136,7 +147,7 @@ class HTTP01Standalone(Solver):
 
     def perform(self, challenge: Challenge) -> None:
         if self._server is None:
-            self.open()
+            raise SolverFailure(SolverErrorKind.OTHER, "the http-01 responder is not running")
         self._tokens[challenge.token] = challenge.key_authorization.encode("ascii")
 
     def cleanup(self, challenge: Challenge) -> None:
@@ -159,6 +170,9 @@ class HTTP01Webroot(Solver):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._created: list[Path] = []
+        # Shared by concurrent runs in batch mode: open/close nest, prepare is serialized.
+        self._lock = threading.Lock()
+        self._users = 0
 
     def describe(self) -> str:
         return f"http-01 webroot {self.path}"
@@ -174,15 +188,20 @@ class HTTP01Webroot(Solver):
         probe = self.path if not self.challenge_dir.exists() else self.challenge_dir
         if not os.access(probe, os.W_OK | os.X_OK):
             raise UsageError(f"--webroot: {probe} is not writable")
+        with self._lock:
+            self._users += 1
 
     def prepare(self, challenge: Challenge) -> None:
-        missing = [p for p in (self.path / ".well-known", self.challenge_dir) if not p.exists()]
-        try:
-            for directory in missing:
-                directory.mkdir(mode=0o755)
-                self._created.append(directory)
-        except OSError as exc:
-            raise SolverFailure(SolverErrorKind.WEBROOT, f"{self.challenge_dir}: {exc}") from exc
+        with self._lock:
+            missing = [p for p in (self.path / ".well-known", self.challenge_dir)
+                       if not p.exists()]
+            try:
+                for directory in missing:
+                    directory.mkdir(mode=0o755)
+                    self._created.append(directory)
+            except OSError as exc:
+                raise SolverFailure(SolverErrorKind.WEBROOT,
+                                    f"{self.challenge_dir}: {exc}") from exc
 
     def perform(self, challenge: Challenge) -> None:
         target = self.challenge_dir / challenge.token
@@ -201,8 +220,12 @@ class HTTP01Webroot(Solver):
             (self.challenge_dir / f".{challenge.token}.tmp").unlink()
 
     def close(self) -> None:
-        # Remove only the directories this solver created, deepest first, if empty.
-        for directory in reversed(self._created):
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-        self._created.clear()
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users:
+                return
+            # Remove only the directories this solver created, deepest first, if empty.
+            for directory in reversed(self._created):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+            self._created.clear()

@@ -1,0 +1,234 @@
+"""Many dry runs: a hosting provider checking thousands of customer names.
+
+``dry_run_many()`` runs :func:`acmedryrun.dry_run` for each job with bounded
+concurrency, one shared account key, one shared solver (a standalone responder
+serves every run's tokens), a per-run deadline, and pacing: runs start at most
+``pace`` seconds apart, and when the CA answers 429 with ``Retry-After`` no new
+run starts before that time (the CA's Retry-After wins).  Setting ``cancel``
+(the CLI does on Ctrl-C) stops every running run at its next request, lets it
+clean up, and starts no new one.
+
+The batch file: one certificate per line, its names separated by spaces or
+commas, optionally followed by ``key=value`` options (``key-type``, ``profile``,
+``timeout``).  Blank lines and ``#`` comments are ignored::
+
+    example.com www.example.com
+    shop.example.net key-type=rsa2048   # this customer's server wants RSA
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from acmedryrun.errors import UsageError
+from acmedryrun.report import Report
+
+#: Options a batch line may set, and how to read their values.
+LINE_OPTIONS: Mapping[str, Callable[[str], Any]] = {
+    "key-type": str,
+    "profile": str,
+    "timeout": float,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJob:
+    """One certificate to check: its names, and options that differ from the batch's."""
+
+    identifiers: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLineError:
+    """A batch file line that could not be read (the other lines still run)."""
+
+    line: int
+    text: str
+    reason: str
+
+
+def parse_batch(lines: Iterable[str]) -> tuple[list[BatchJob], list[BatchLineError]]:
+    """Read a batch file's lines into jobs; malformed lines are returned as errors."""
+    jobs: list[BatchJob] = []
+    errors: list[BatchLineError] = []
+    for number, raw in enumerate(lines, start=1):
+        text = raw.split("#", 1)[0].strip()
+        if not text:
+            continue
+        names: list[str] = []
+        options: dict[str, Any] = {}
+        problem = None
+        for token in text.replace(",", " ").split():
+            if "=" in token:
+                key, _, value = token.partition("=")
+                if key not in LINE_OPTIONS:
+                    problem = f"unknown option {key!r} (known: {', '.join(LINE_OPTIONS)})"
+                    break
+                try:
+                    options[key.replace("-", "_")] = LINE_OPTIONS[key](value)
+                except ValueError:
+                    problem = f"bad value for {key}: {value!r}"
+                    break
+            else:
+                names.append(token)
+        if problem is None and not names:
+            problem = "no name on the line"
+        if problem is not None:
+            errors.append(BatchLineError(number, raw.rstrip("\n"), problem))
+        else:
+            jobs.append(BatchJob(tuple(names), options, number))
+    return jobs, errors
+
+
+class _Pacer:
+    """Spaces run starts ``pace`` seconds apart; a CA Retry-After pushes the next start."""
+
+    def __init__(self, pace: float, cancel: threading.Event) -> None:
+        self.pace = pace
+        self.cancel = cancel
+        self._lock = threading.Lock()
+        self._next = time.monotonic()
+
+    def wait_turn(self) -> bool:
+        """Block until this run may start; False when cancelled meanwhile."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.pace
+        return not self.cancel.wait(max(0.0, start - now))
+
+    def hold_off(self, seconds: float) -> None:
+        """No run starts in the next ``seconds`` (the CA said Retry-After)."""
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)
+
+
+def dry_run_many(
+    jobs: Iterable[BatchJob | Sequence[str]],
+    *,
+    directory: str,
+    solver: Any = None,
+    concurrency: int = 4,
+    pace: float = 0.0,
+    cancel: threading.Event | None = None,
+    on_report: Callable[[BatchJob, Report], None] | None = None,
+    **options: Any,
+) -> list[tuple[BatchJob, Report]]:
+    """Dry-run many certificates with bounded concurrency and one shared account.
+
+    Args:
+        jobs: :class:`BatchJob` records or plain lists of names.
+        directory: As for :func:`acmedryrun.dry_run`.
+        solver: One :class:`~acmedryrun.solvers.Solver` shared by every run (the
+            built-in standalone responders serve many runs at once), or a
+            zero-argument callable returning a fresh solver per run (for hook
+            solvers whose state is per run).  Default: standalone http-01 on 80.
+        concurrency: How many runs at once (at least 1).
+        pace: Minimum seconds between run starts, to stay within the CA's limits.
+        cancel: Set it to stop: running runs end at their next request, clean up,
+            and are not reported; no new run starts.
+        on_report: Called (from worker threads, one at a time) with each finished run.
+        **options: Any other :func:`acmedryrun.dry_run` keyword (``timeout`` is per
+            run; ``account_key`` defaults to one fresh key shared by every run).
+
+    Returns:
+        ``(job, report)`` for every run that finished, in the order they finished.
+
+    Raises:
+        UsageError: bad arguments (checked before any run starts).
+    """
+    import acmedryrun
+    from acmedryrun import certs
+    from acmedryrun.solvers import HTTP01Standalone, Solver
+
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise UsageError(f"--concurrency: {concurrency!r} must be a whole number of at least 1")
+    if pace < 0:
+        raise UsageError(f"--pace: {pace!r} must not be negative")
+    normalized = [j if isinstance(j, BatchJob) else BatchJob(tuple(j)) for j in jobs]
+    if not normalized:
+        raise UsageError("batch: no certificate to check")
+    cancel = cancel or threading.Event()
+    if options.get("account_key") is None:
+        options["account_key"] = certs.jwk_from_private(certs.generate_key("ec256"))
+    if solver is None:
+        solver = HTTP01Standalone(port=80)
+    shared = solver if isinstance(solver, Solver) else None
+    if shared is not None:
+        shared.open()  # bind once: a port in use is a usage error before any run
+    pacer = _Pacer(pace, cancel)
+    lock = threading.Lock()
+    finished: list[tuple[BatchJob, Report]] = []
+
+    def one(job: BatchJob) -> None:
+        if not pacer.wait_turn():
+            return
+        run_solver = shared if shared is not None else solver()
+        report = acmedryrun.dry_run(list(job.identifiers), directory=directory,
+                                    solver=run_solver, cancel=cancel,
+                                    **{**options, **job.options})
+        if cancel.is_set():
+            return  # interrupted: its report would describe the interruption, not the CA
+        waits = [p.retry_after for p in report.problems
+                 if p.name == "RateLimited" and p.retry_after]
+        if waits:
+            pacer.hold_off(max(waits))
+        with lock:
+            finished.append((job, report))
+            if on_report is not None:
+                on_report(job, report)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="acmedryrun-batch"
+        ) as pool:
+            futures = [pool.submit(one, job) for job in normalized]
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    future.result()  # a bug in a run propagates (exit 70), never a verdict
+            except BaseException:
+                cancel.set()
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        if shared is not None:
+            shared.close()
+    return finished
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Counts of a batch by verdict."""
+
+    total: int
+    likely_success: int
+    client_error: int
+    staging_unstable: int
+    unreadable_lines: int
+    not_run: int
+
+    @classmethod
+    def of(cls, results: Sequence[tuple[BatchJob, Report]], planned: int,
+           unreadable: int) -> Summary:
+        """Count ``results`` of a batch that planned ``planned`` runs."""
+        counts = {"likely_success": 0, "client_error": 0, "staging_unstable": 0}
+        for _, report in results:
+            counts[report.verdict.value] += 1
+        return cls(total=planned + unreadable, unreadable_lines=unreadable,
+                   not_run=planned - len(results), **counts)
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts as JSON-ready data."""
+        return {
+            "total": self.total, "likely_success": self.likely_success,
+            "client_error": self.client_error, "staging_unstable": self.staging_unstable,
+            "unreadable_lines": self.unreadable_lines, "not_run": self.not_run,
+        }

@@ -1,0 +1,175 @@
+"""Batch mode: many dry runs, bounded concurrency, clean Ctrl-C (issue 7)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import cli
+
+from acmedryrun.batch import BatchJob, parse_batch
+from acmedryrun.testing import LocalPebble
+
+
+def batch_args(p: LocalPebble, path: Path, *extra: str) -> list[str]:
+    return ["batch", str(path), "--directory", p.directory_url, "--ca-bundle", p.ca_bundle,
+            "--dns-resolver", p.dns_resolver, "--timeout", "60", *extra]
+
+
+def test_two_hundred_names_each_get_the_right_verdict_and_the_summary_adds_up(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    names = [f"b{i}-{os.getpid()}.batch.example.com" for i in range(200)]
+    broken = set(names[::20])  # 10 of them point where nothing listens
+    for name in broken:
+        pebble.add_a(name, ["127.0.0.2"])
+    path = tmp_path / "names.txt"
+    path.write_text("# customers\n" + "\n".join(names) + "\n")
+    proc = cli(*batch_args(pebble, path, "--http-01-port", str(pebble.http_port),
+                           "--http-01-address", "127.0.0.1", "--concurrency", "10"),
+               timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # some client errors
+    reports = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(reports) == 200
+    verdicts = {r["identifiers"][0]: r["verdict"] for r in reports}
+    assert set(verdicts) == set(names)
+    for name, verdict in verdicts.items():
+        assert verdict == ("client_error" if name in broken else "likely_success"), name
+    summary = dict(line.split() for line in proc.stderr.splitlines()[-6:])
+    assert int(summary["total"]) == 200
+    assert int(summary["likely_success"]) == 190
+    assert int(summary["client_error"]) == 10
+    assert int(summary["staging_unstable"]) == 0
+    assert int(summary["not_run"]) == 0
+
+
+def test_malformed_line_is_reported_with_its_number_and_the_rest_still_run(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    path = tmp_path / "names.txt"
+    path.write_text("ok1.example.com\nok2.example.com frobnicate=1\nok3.example.com\n")
+    proc = cli(*batch_args(pebble, path, "--http-01-port", str(pebble.http_port),
+                           "--http-01-address", "127.0.0.1"))
+    assert f"{path}:2: unknown option 'frobnicate'" in proc.stderr
+    assert len(proc.stdout.splitlines()) == 2
+    assert proc.returncode == 1, "an unreadable line is the user's to fix"
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "needle"),
+    [
+        ("", (), "no certificate"),
+        ("# only a comment\n\n", (), "no certificate"),
+        ("key-type=ec384\n", (), "no certificate"),
+        ("a.example.com\n", ("--concurrency", "0"), "--concurrency"),
+        ("a.example.com\n", ("--concurrency", "-3"), "--concurrency"),
+    ],
+)
+def test_batch_bad_input_is_exit_64(
+    tmp_path: Path, content: str, args: tuple[str, ...], needle: str
+) -> None:
+    path = tmp_path / "names.txt"
+    path.write_text(content)
+    proc = cli("batch", str(path), "--directory", "https://127.0.0.1:9/dir", *args)
+    assert proc.returncode == 64, proc.stderr
+    assert needle in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_missing_batch_file_is_exit_64(tmp_path: Path) -> None:
+    proc = cli("batch", str(tmp_path / "nope.txt"))
+    assert proc.returncode == 64
+    assert "nope.txt" in proc.stderr
+
+
+def test_parse_batch_reads_names_options_and_comments() -> None:
+    jobs, errors = parse_batch([
+        "a.example.com, www.a.example.com  # two names\n",
+        "\n",
+        "b.example.com key-type=rsa2048 timeout=30\n",
+        "c.example.com timeout=soon\n",
+        "key-type=ec384\n",
+    ])
+    assert jobs == [
+        BatchJob(("a.example.com", "www.a.example.com"), {}, 1),
+        BatchJob(("b.example.com",), {"key_type": "rsa2048", "timeout": 30.0}, 3),
+    ]
+    assert [(e.line, e.reason) for e in errors] == [
+        (4, "bad value for timeout: 'soon'"), (5, "no name on the line")]
+
+
+@pytest.fixture(scope="module")
+def slow_pebble() -> Iterator[LocalPebble]:
+    """Pebble sleeping up to 2 s before each validation, so a batch is mid-flight for a while."""
+    with LocalPebble(va_nosleep=False, va_sleep_time=2) as p:
+        yield p
+
+
+@pytest.fixture
+def webroot(slow_pebble: LocalPebble, tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", slow_pebble.http_port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root
+    server.shutdown()
+    server.server_close()
+
+
+def test_ctrl_c_stops_promptly_cleans_up_and_keeps_finished_lines(
+    slow_pebble: LocalPebble, webroot: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(f"i{i}.interrupt.example.com" for i in range(40)) + "\n")
+    out = tmp_path / "reports.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "acmedryrun", *batch_args(
+            slow_pebble, path, "--webroot", str(webroot), "--concurrency", "4",
+            "--output", str(out))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or not out.read_text().strip()):
+        time.sleep(0.05)
+    assert out.read_text().strip(), "at least one run finished before the interrupt"
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 5, "stops promptly"
+    assert proc.returncode == 130, stderr
+    finished = [json.loads(line) for line in out.read_text().splitlines()]
+    assert 1 <= len(finished) < 40
+    assert all(r["verdict"] == "likely_success" for r in finished)
+    assert "interrupted" in stderr
+    leftovers = list((webroot / ".well-known" / "acme-challenge").glob("*")) \
+        if (webroot / ".well-known").exists() else []
+    assert leftovers == [], "no challenge file left behind"
+    assert not (webroot / ".well-known").exists(), "created directories removed"
+
+
+def test_ctrl_c_frees_the_standalone_port(slow_pebble: LocalPebble, tmp_path: Path) -> None:
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(f"p{i}.interrupt.example.com" for i in range(20)) + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "acmedryrun", *batch_args(
+            slow_pebble, path, "--http-01-port", str(slow_pebble.http_port),
+            "--http-01-address", "127.0.0.1", "--concurrency", "4")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", slow_pebble.http_port))  # nothing listens there any more
