@@ -230,7 +230,8 @@ def retry_kind(obs: Observation) -> RetryKind:
 def retry_reason(obs: Observation) -> str:
     """A short stable label for ``report.retries[].reason``."""
     if isinstance(obs, AcmeError):
-        return obs.short_type if obs.short_type in ACME_TYPES else "acme_error"
+        known = obs.short_type in ACME_TYPES or obs.short_type in ("rateLimited", "compound")
+        return obs.short_type if known else "acme_error"
     if isinstance(obs, HttpError):
         return f"http_{obs.status}"
     if isinstance(obs, TransportError):

@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from acmedryrun.errors import UsageError
 
@@ -45,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 class Output:
     """Human output on stderr: a line per step, each problem with its hint, the verdict."""
 
-    def __init__(self, stream: IO[str], *, verbosity: int = 0, color: bool | None = None) -> None:
+    def __init__(self, stream: TextIO, *, verbosity: int = 0, color: bool | None = None) -> None:
         self.stream = stream
         self.verbosity = verbosity
         if color is None:
@@ -388,6 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output", metavar="FILE",
                        help="write the JSON Lines reports here instead of stdout")
     _add_common(batch)
+    proxy = sub.add_parser("proxy", help="run a fault-injecting HTTPS proxy in front of a"
+                           " directory (for testing ACME clients)")
+    proxy.add_argument("--upstream", required=True, metavar="URL",
+                       help="the ACME directory URL to proxy (e.g. a local Pebble's)")
+    proxy.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                       help="ENDPOINT:KIND[:ARG][,key=value...], e.g."
+                       " order:status:503,retry_after=1,count=2 (repeatable)")
+    proxy.add_argument("--port", type=int, default=0, help="listen port (default: a free one)")
+    proxy.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    proxy.add_argument("--upstream-ca-bundle", metavar="FILE",
+                       help="trust anchors for the upstream's TLS")
+    proxy.add_argument("--seed", type=int, help="seed for probabilistic faults")
+    proxy.add_argument("-v", "--verbose", action="store_true", help="one line per request")
     demo = sub.add_parser("demo", help="start a local Pebble and run a real dry run against it")
     demo.add_argument("--scenario", default="success",
                       choices=("success", "client-error", "staging-unstable", "all"),
@@ -409,6 +422,15 @@ def _version() -> str:
     return __version__
 
 
+def cmd_proxy(args: argparse.Namespace, out: Output) -> int:
+    """``acmedryrun proxy``: a FaultProxy in the foreground until Ctrl-C."""
+    from acmedryrun.testing._faultproxy import run_proxy
+
+    return run_proxy(args.upstream, args.fault, port=args.port, host=args.host,
+                     upstream_ca_bundle=args.upstream_ca_bundle, seed=args.seed,
+                     verbose=args.verbose, stderr=out.stream)
+
+
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
     """``acmedryrun demo``: a real dry run against a local Pebble, no internet needed."""
     from acmedryrun.demo import run_demo
@@ -419,6 +441,7 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "check": cmd_check,
     "batch": cmd_batch,
+    "proxy": cmd_proxy,
     "demo": cmd_demo,
 }
 
@@ -431,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.command:
             parser.print_help(sys.stderr)
             return EX_USAGE
-        verbosity = -1 if args.quiet else args.verbose
+        verbosity = -1 if getattr(args, "quiet", False) else args.verbose
         out = Output(sys.stderr, verbosity=verbosity)
         if args.verbose:
             _log_http(out)

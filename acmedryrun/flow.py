@@ -209,6 +209,9 @@ class Acme:
         self.total = 0
         self.polls = 0
         self.retries = 0
+        #: ``Retry-After`` of the last response (polls honour it), None when absent.
+        self.last_retry_after: float | None = None
+        self._nonce_missing = False
 
     # -- the boundary -------------------------------------------------------------
 
@@ -236,6 +239,9 @@ class Acme:
         nonce = resp.headers.get("Replay-Nonce")
         if nonce:
             self._nonce = nonce
+        elif method == "POST" and resp.status < 400:
+            self._nonce_missing = True  # RFC 8555 section 6.5: every POST response has one
+        self.last_retry_after = resp.retry_after
         if resp.status >= 400:
             raise retry.RequestFailed(self._error_observation(resp))
         return resp
@@ -295,10 +301,14 @@ class Acme:
         """One signed POST (``payload=None`` is POST-as-GET, RFC 8555 section 6.3), no retry."""
         assert self.key is not None  # noqa: S101 - the flow sets the key before any POST
         if not self._nonce:
-            # The previous response carried no Replay-Nonce (RFC 8555 section 6.5 says it
-            # must): a staging fault we survive with one newNonce round trip.
-            self._on_retry(Retry(step, "missing_replay_nonce", 1, 0.0))
-            self.retries += 1
+            if self._nonce_missing:
+                # The previous response carried no Replay-Nonce (RFC 8555 section 6.5 says
+                # it must): a staging fault we survive with one newNonce round trip.
+                self._nonce_missing = False
+                self._on_retry(Retry(step, "missing_replay_nonce", 1, 0.0))
+                self.retries += 1
+            # Otherwise the last request failed without a response (reset, lost): the
+            # retry itself is recorded already; it just needs a fresh nonce.
             self.fetch_nonce()
         nonce, self._nonce = self._nonce or "", None
         body = b"" if payload is None else json.dumps(payload).encode()
@@ -523,15 +533,16 @@ class Flow:
     def account(self) -> None:
         """Find or create the account (RFC 8555 section 7.3)."""
         new_account = self.acme.directory["newAccount"]
+
+        def post(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+            resp = self.acme.post(new_account, payload, step=Step.ACCOUNT, kid=False)
+            return resp.location, resp.json()
+
         if self.account_key_given:
             # Look the key up first (section 7.3.1): a reused account is not re-registered.
             try:
-                resp = self.acme.with_retries(
-                    Step.ACCOUNT,
-                    lambda: self.acme.post(new_account, {"onlyReturnExisting": True},
-                                           step=Step.ACCOUNT, kid=False),
-                )
-                self._set_account(resp)
+                self._set_account(*self.acme.with_retries(
+                    Step.ACCOUNT, lambda: post({"onlyReturnExisting": True})))
                 return
             except retry.RequestFailed as exc:
                 obs = exc.obs
@@ -542,11 +553,7 @@ class Flow:
             payload["contact"] = [f"mailto:{self.email}"]
         if self.eab:
             payload["externalAccountBinding"] = self._eab_jws(new_account)
-        resp = self.acme.with_retries(
-            Step.ACCOUNT,
-            lambda: self.acme.post(new_account, payload, step=Step.ACCOUNT, kid=False),
-        )
-        self._set_account(resp)
+        self._set_account(*self.acme.with_retries(Step.ACCOUNT, lambda: post(payload)))
 
     def _eab_jws(self, url: str) -> dict[str, Any]:
         """The external account binding (RFC 8555 section 7.3.4), HS256 over the account key."""
@@ -558,10 +565,10 @@ class Flow:
             self.acme.key.public_key(), kid, hmac_key, directory)
         return binding
 
-    def _set_account(self, resp: Response) -> None:
-        self.acme.kid = resp.location
-        self.state.account_url = resp.location
-        status = resp.json().get("status", "valid")
+    def _set_account(self, url: str, account: dict[str, Any]) -> None:
+        self.acme.kid = url
+        self.state.account_url = url
+        status = account.get("status", "valid")
         if status != "valid":
             self.add_problem(c.classify(
                 c.AcmeError("unauthorized", f"the account is {status}"), step=Step.ACCOUNT,
@@ -716,35 +723,54 @@ class Flow:
         self.acme.with_retries(Step.CHALLENGE, answer)
 
     def _poll_authorizations(self, authzs: Sequence[Authz]) -> None:
+        """Poll every answered authorization together until none is pending."""
         waiting = {a.url: a for a in authzs}
-        interval = POLL_FIRST
-        while waiting:
-            retry_after = self._sleep_for(interval)
-            if retry_after is None:
-                first = next(iter(waiting.values()))
-                raise self.fail(
-                    c.Stuck(c.StuckState.AUTHORIZATION_PENDING,
-                            f"{len(waiting)} authorization(s) still pending at the deadline"),
-                    Step.CHALLENGE, first.identifier)
-            interval = min(POLL_CAP, interval * POLL_FACTOR)
+
+        def poll_round() -> bool:
             for url in list(waiting):
-                try:
-                    a = self.read_authz(url, poll=True)
-                except retry.RequestFailed as exc:
-                    raise self.fail(exc.obs, Step.CHALLENGE, waiting[url].identifier) from exc
+                a = self.read_authz(url, poll=True)
                 if a.status == "pending":
                     continue
                 del waiting[url]
                 if a.status != "valid":
                     raise self.fail(self._authz_error(a), Step.CHALLENGE, a.identifier)
+            return not waiting
 
-    def _sleep_for(self, interval: float) -> float | None:
-        """Sleep ``interval`` unless the deadline is nearer; None when no time is left."""
-        remaining = self.acme.deadline.remaining()
-        if remaining <= 0.05:
-            return None
-        self.acme.deadline.sleep(interval)
-        return None if self.acme.deadline.cancelled else interval
+        self._poll(poll_round, Step.CHALLENGE, lambda: c.Stuck(
+            c.StuckState.AUTHORIZATION_PENDING,
+            f"{len(waiting)} authorization(s) still pending at the deadline:"
+            f" {', '.join(a.identifier for a in waiting.values())}"),
+            lambda: next(iter(waiting.values())).identifier)
+
+    def _poll(self, poll_round: Callable[[], bool], step: Step,
+              stuck: Callable[[], c.Stuck], identifier: Callable[[], str | None]) -> None:
+        """Repeat ``poll_round`` until it returns True: adaptive, polite, deadline-bound.
+
+        The first poll comes after :data:`POLL_FIRST`; intervals double up to
+        :data:`POLL_CAP`; a ``Retry-After`` on the last response always wins (RFC 8555
+        section 7.4: "the server MAY include a Retry-After header").  Running out of
+        time while waiting is the CA being stuck, not a transport failure.
+        """
+        interval = POLL_FIRST
+        while True:
+            wait = self.acme.last_retry_after
+            if not self._sleep(interval if wait is None else wait):
+                raise self.fail(stuck(), step, identifier())
+            interval = min(POLL_CAP, interval * POLL_FACTOR)
+            try:
+                if poll_round():
+                    return
+            except retry.RequestFailed as exc:
+                if isinstance(exc.obs, c.DeadlineExceeded):
+                    raise self.fail(stuck(), step, identifier()) from exc
+                raise self.fail(exc.obs, step, identifier()) from exc
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless the deadline comes first; False when no time is left to poll."""
+        if self.acme.deadline.remaining() <= seconds:
+            return False
+        self.acme.deadline.sleep(seconds)
+        return not self.acme.deadline.cancelled
 
     def _authz_error(self, a: Authz) -> c.Observation:
         for ch in a.data.get("challenges", []):
@@ -820,26 +846,27 @@ class Flow:
         except retry.RequestFailed as exc:
             if not (isinstance(exc.obs, c.AcmeError) and exc.obs.short_type == "orderNotReady"):
                 raise
-        interval = POLL_FIRST
-        while order.get("status") == "pending":
-            if self._sleep_for(interval) is None:
-                raise self.fail(c.Stuck(c.StuckState.ORDER_PENDING,
-                                        "order still pending with every authorization valid"),
-                                Step.FINALIZE)
-            interval = min(POLL_CAP, interval * POLL_FACTOR)
-            order = self.read_order(poll=True)
+        self.acme.last_retry_after = None
+        order = self._poll_order_while(order, "pending", c.StuckState.ORDER_PENDING)
         return self._post_finalize(order) if order.get("status") == "ready" else order
 
     def _poll_order(self, order: dict[str, Any]) -> dict[str, Any]:
-        interval = POLL_FIRST
-        while order.get("status") == "processing":
-            if self._sleep_for(interval) is None:
-                raise self.fail(c.Stuck(c.StuckState.ORDER_PROCESSING,
-                                        "order still processing at the deadline"),
-                                Step.FINALIZE)
-            interval = min(POLL_CAP, interval * POLL_FACTOR)
-            order = self.read_order(poll=True)
-        return order
+        return self._poll_order_while(order, "processing", c.StuckState.ORDER_PROCESSING)
+
+    def _poll_order_while(self, order: dict[str, Any], status: str,
+                          state: c.StuckState) -> dict[str, Any]:
+        current = order
+
+        def poll_round() -> bool:
+            nonlocal current
+            current = self.read_order(poll=True)
+            return current.get("status") != status
+
+        if current.get("status") == status:
+            self._poll(poll_round, Step.FINALIZE,
+                       lambda: c.Stuck(state, f"order still {status} at the deadline"),
+                       lambda: None)
+        return current
 
     def cleanup(self) -> None:
         """Remove challenge responses and deactivate this run's authorizations.

@@ -7,6 +7,7 @@ import http.server
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from conftest import http_solver, run
 
 import acmedryrun
 from acmedryrun import Cause, Severity, Step, StepStatus, Verdict
-from acmedryrun.solvers import HTTP01Webroot
+from acmedryrun.solvers import Challenge, HTTP01Webroot, Solver
 from acmedryrun.testing import LocalPebble
 
 STEPS_OF_A_FULL_RUN = [
@@ -210,3 +211,43 @@ def test_dry_run_never_raises_for_an_unreachable_ca(unique_name: str, tmp_path: 
                                 preflight=False)
     assert report.verdict is Verdict.STAGING_UNSTABLE
     assert report.problems[0].step is Step.DIRECTORY
+
+
+def test_a_hook_slower_than_the_deadline_is_the_clients_fault(
+    pebble: LocalPebble, unique_name: str
+) -> None:
+    from acmedryrun.solvers import DNS01Hook
+
+    started = time.monotonic()
+    report = run(pebble, [unique_name], solver=DNS01Hook("sleep 3", timeout=10), timeout=1.5)
+    assert time.monotonic() - started < 1.5 + 3 + 2
+    assert report.verdict is Verdict.CLIENT_ERROR
+    fatal = next(p for p in report.problems if p.severity.decisive)
+    assert (fatal.name, fatal.cause) == ("SolverDeadlineExceeded", Cause.CLIENT)
+
+
+class _BrokenCustomSolver(Solver):
+    """An ACME client's own solver whose machinery raises."""
+
+    challenge_type = "http-01"
+
+    def __init__(self) -> None:
+        self.cleaned: list[str] = []
+
+    def perform(self, challenge: Challenge) -> None:
+        raise OSError("the client's DNS API is down")
+
+    def cleanup(self, challenge: Challenge) -> None:
+        self.cleaned.append(challenge.token)
+
+
+def test_a_custom_solver_that_raises_is_a_client_problem_and_still_cleaned_up(
+    pebble: LocalPebble, unique_name: str
+) -> None:
+    solver = _BrokenCustomSolver()
+    report = run(pebble, [unique_name], solver=solver)
+    assert report.verdict is Verdict.CLIENT_ERROR
+    fatal = next(p for p in report.problems if p.severity.decisive)
+    assert fatal.name == "SolverFailed"
+    assert "OSError: the client's DNS API is down" in fatal.detail
+    assert len(solver.cleaned) == 1, "cleanup ran for the prepared challenge"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from acmedryrun.classify import SolverErrorKind
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ __all__ = [
     "HTTP01Standalone",
     "HTTP01Webroot",
     "Solver",
+    "SolverErrorKind",
     "SolverFailure",
     "TLSALPN01Standalone",
 ]

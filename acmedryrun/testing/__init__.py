@@ -3,11 +3,46 @@
 * :class:`LocalPebble` starts Let's Encrypt's test CA (Debian's ``pebble``) and its
   DNS/challenge test server on free loopback ports, with a generated TLS CA.
 * :class:`FaultProxy` sits in front of any ACME directory and injects the faults
-  staging is known for (5xx pages, resets, badNonce storms, lost responses, ...).
+  staging is known for (5xx pages, resets, badNonce storms, lost responses, ...);
+  :func:`parse_fault` reads the ``ENDPOINT:KIND[:ARG][,key=value...]`` specs.
+
+Both are imported on first use, so the pytest plugin and ``import acmedryrun``
+stay cheap.
 """
 
 from __future__ import annotations
 
-from acmedryrun.testing._pebble import LocalPebble, PebbleNotInstalled, PebbleStartError
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["LocalPebble", "PebbleNotInstalled", "PebbleStartError"]
+if TYPE_CHECKING:
+    from acmedryrun.testing._faultproxy import Fault, FaultProxy, ProxyEvent, parse_fault
+    from acmedryrun.testing._pebble import LocalPebble, PebbleNotInstalled, PebbleStartError
+
+_LAZY = {
+    "Fault": "acmedryrun.testing._faultproxy",
+    "FaultProxy": "acmedryrun.testing._faultproxy",
+    "ProxyEvent": "acmedryrun.testing._faultproxy",
+    "parse_fault": "acmedryrun.testing._faultproxy",
+    "LocalPebble": "acmedryrun.testing._pebble",
+    "PebbleNotInstalled": "acmedryrun.testing._pebble",
+    "PebbleStartError": "acmedryrun.testing._pebble",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "Fault",
+    "FaultProxy",
+    "LocalPebble",
+    "PebbleNotInstalled",
+    "PebbleStartError",
+    "ProxyEvent",
+    "parse_fault",
+]
