@@ -228,4 +228,14 @@ def summarize(pem: str) -> CertificateSummary | None:
         chain_length=len(chain),
         names=tuple(_names_of(leaf)),
         issuer=leaf.issuer.rfc4514_string(),
+        key_type=key_type_of(leaf.public_key()),
     )
+
+
+def key_type_of(key: CertificatePublicKeyTypes) -> str:
+    """``ec256``, ``ec384``, ``rsa2048``, ... for a public key (``other`` if neither)."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ec{key.curve.key_size}"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"rsa{key.key_size}"
+    return "other"

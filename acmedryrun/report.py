@@ -217,6 +217,7 @@ class CertificateSummary:
     chain_length: int
     names: tuple[str, ...]
     issuer: str
+    key_type: str
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data."""
@@ -227,6 +228,7 @@ class CertificateSummary:
             "chain_length": self.chain_length,
             "names": list(self.names),
             "issuer": self.issuer,
+            "key_type": self.key_type,
         }
 
 

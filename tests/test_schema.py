@@ -75,7 +75,8 @@ def full_report() -> Report:
         certificate=CertificateSummary(
             serial="fa1afe1", not_before="2025-01-01T00:00:00+00:00",
             not_after="2025-04-01T00:00:00+00:00", chain_length=2,
-            names=("example.com", "www.example.com"), issuer="CN=Pebble Intermediate CA"),
+            names=("example.com", "www.example.com"), issuer="CN=Pebble Intermediate CA",
+            key_type="ec256"),
         account_url="https://acme-staging-v02.api.letsencrypt.org/acme/acct/1",
         staging_only_features=("profiles",),
         production_only_features=("renewalInfo",),
