@@ -175,8 +175,8 @@ def dry_run(
         profile: An ACME profile name to send with newOrder.
         preflight: Run the local checks first (default True): identifier rules, DNS,
             CAA, and a self-check of each placed challenge response.
-        dns_resolver: ``host[:port]`` of the resolver for the checks (default: the
-            system's).
+        dns_resolver: ``host[:port]`` of the resolver for the checks (default:
+            ``$ACMEDRYRUN_DNS_RESOLVER``, else the system's).
         caa_identities: The CA's CAA issuer domains (default: the directory's
             ``meta.caaIdentities``, else the known CA's).
         reference_directory: The production directory to compare with; defaults
@@ -274,12 +274,27 @@ def _plan(identifiers: Sequence[str], *, directory: str, solver: Solver | None,
         solver = HTTP01Standalone(port=80)
     if not isinstance(solver, Solver):
         raise UsageError("solver: expected an acmedryrun.solvers.Solver")
+    # ACMEDRYRUN_DNS_RESOLVER sets a default resolver for every run (containers, CI).
+    dns_resolver = dns_resolver or os.environ.get("ACMEDRYRUN_DNS_RESOLVER") or None
     resolver = parse_resolver(dns_resolver) if dns_resolver is not None else None
     if isinstance(caa_identities, str):
         raise UsageError("caa_identities: pass a list of issuer domains, not a string")
     caa = tuple(i.strip().lower() for i in caa_identities) if caa_identities else None
     return _Plan(target, tuple(idents), solver, verify, float(timeout), key_type, csr_info, jwk,
                  new_key_path, email, eab, profile, preflight, resolver, caa)
+
+
+def _validation_port(solver: Solver) -> int:
+    """Where the CA's http-01 validation connects: 80, or a standalone responder's port.
+
+    A production CA always dials port 80; a local test CA (Pebble's ``httpPort``)
+    may dial another, and the standalone responder is then bound there.
+    """
+    from acmedryrun.solvers.http01 import HTTP01Standalone
+
+    if isinstance(solver, HTTP01Standalone):
+        return solver.bound_port or solver.port
+    return 80
 
 
 def _check_eab(eab: Eab) -> None:
@@ -309,7 +324,7 @@ def _execute(plan: _Plan, listener: Callable[[Event], None], started: float,
     if plan.preflight:
         checks = preflight.Checks(
             resolver=plan.dns_resolver, deadline=deadline, known=plan.target.known,
-            caa_identities=plan.caa_identities)
+            caa_identities=plan.caa_identities, http_port=_validation_port(plan.solver))
         started_checks = time.monotonic()
         listener(Event("step_start", Step.PREFLIGHT))
         state.problems += checks.before_order(

@@ -51,8 +51,11 @@ class Output:
         if color is None:
             color = stream.isatty() and "NO_COLOR" not in os.environ
         self.color = color
+        #: A live "running" line on a terminal; plain lines when piped or logged.
+        self.live = stream.isatty()
         #: Printed before the first progress line, so a usage error prints nothing else.
         self.header: str | None = None
+        self._pending = False  # a live "running" line awaits its result
 
     def _c(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.color else text
@@ -60,6 +63,9 @@ class Output:
     def line(self, text: str = "") -> None:
         """Write one line (nothing in quiet mode)."""
         if self.verbosity >= 0:
+            if self._pending:
+                print("\r\033[K", end="", file=self.stream)
+                self._pending = False
             print(text, file=self.stream, flush=True)
 
     def on_event(self, event: Event) -> None:
@@ -67,12 +73,18 @@ class Output:
         if self.header is not None:
             self.line(self.header)
             self.header = None
-        if event.kind == "step_end" and event.status is not None:
+        if event.kind == "step_start" and self.live and self.verbosity == 0:
+            if self._pending:
+                print("\r\033[K", end="", file=self.stream)
+            print(f"  {event.step.value:<14} {self._c('running', '2')}", end="",
+                  file=self.stream, flush=True)
+            self._pending = True
+        elif event.kind == "step_end" and event.status is not None:
             status = event.status.value
             code = {"ok": "32", "failed": "31", "skipped": "33"}[status]
             ms = (event.duration_s or 0.0) * 1000
             self.line(f"  {event.step.value:<14} {self._c(f'{status:<7}', code)} {ms:8.0f} ms")
-        elif event.kind == "retry" and event.retry is not None and self.verbosity >= 0:
+        elif event.kind == "retry" and event.retry is not None:
             r = event.retry
             self.line(self._c(f"  {r.step.value:<14} retry   {r.reason} (attempt {r.attempt},"
                               f" waiting {r.wait_s:.2f} s)", "33"))

@@ -25,6 +25,10 @@ from acmedryrun.testing import LocalPebble
 
 _names = itertools.count(1)
 
+# Every run in the suite stays on loopback: a test that forgets dns_resolver gets a
+# closed loopback port (a preflight warning), never the machine's real resolver.
+os.environ["ACMEDRYRUN_DNS_RESOLVER"] = "127.0.0.1:9"
+
 
 @pytest.fixture(scope="session")
 def pebble() -> Iterator[LocalPebble]:

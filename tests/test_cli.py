@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +48,7 @@ def test_check_client_error_exits_1_and_names_the_problem(
     assert proc.returncode == 1, proc.stderr
     report = report_json(proc)
     assert report["verdict"] == "client_error"
-    problem = report["problems"][0]
+    problem = next(p for p in report["problems"] if p["severity"] == "fatal")
     assert set(problem) >= PROBLEM_KEYS
     assert problem["cause"] == "client"
     assert problem["name"] == "ValidationConnection"
@@ -153,3 +154,61 @@ def test_json_goes_to_stdout_only(pebble: LocalPebble, unique_name: str) -> None
     proc = cli_check(pebble, unique_name)
     json.loads(proc.stdout)  # stdout is exactly one JSON document
     assert "directory" in proc.stderr
+
+
+def test_quiet_prints_only_the_verdict(pebble: LocalPebble, unique_name: str) -> None:
+    proc = cli_check(pebble, unique_name, extra=["-q"])
+    assert proc.returncode == 0
+    assert proc.stderr.strip().splitlines() == [
+        "verdict: likely_success  production likely to succeed: yes  confidence: high"]
+
+
+def test_verbose_logs_each_exchange_without_secrets(
+    pebble: LocalPebble, unique_name: str, tmp_path: Path
+) -> None:
+    key = tmp_path / "account.pem"
+    proc = cli_check(pebble, unique_name, extra=["-v", "--account-key", str(key)])
+    assert proc.returncode == 0, proc.stderr
+    http = [line for line in proc.stderr.splitlines() if line.startswith("  http: ")]
+    assert any(" POST " in line and "-> 201" in line for line in http)
+    assert any(line.startswith("  http: HEAD ") for line in http)
+    body = key.read_text()
+    secret_lines = [line for line in body.splitlines() if "-----" not in line]
+    assert not any(s in proc.stderr or s in proc.stdout for s in secret_lines)
+    assert '"signature"' not in proc.stderr
+    assert '"protected"' not in proc.stderr
+
+
+def test_no_colour_when_piped_or_with_no_color(pebble: LocalPebble, unique_name: str) -> None:
+    proc = cli_check(pebble, unique_name)
+    assert "\033[" not in proc.stderr
+
+
+def test_colour_and_live_line_on_a_terminal_unless_no_color() -> None:
+    import io
+
+    from acmedryrun.cli import Output
+    from acmedryrun.flow import Event
+    from acmedryrun.report import Step, StepStatus
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for env_no_color, expect_colour in ((False, True), (True, False)):
+        stream = Tty()
+        old = os.environ.pop("NO_COLOR", None)
+        if env_no_color:
+            os.environ["NO_COLOR"] = "1"
+        try:
+            out = Output(stream)
+        finally:
+            os.environ.pop("NO_COLOR", None)
+            if old is not None:
+                os.environ["NO_COLOR"] = old
+        out.on_event(Event("step_start", Step.ORDER))
+        out.on_event(Event("step_end", Step.ORDER, status=StepStatus.OK, duration_s=0.01))
+        text = stream.getvalue()
+        assert "running" in text, "a live line while the step runs"
+        assert text.endswith(" ms\n")
+        assert ("\033[32m" in text) is expect_colour
