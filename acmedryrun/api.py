@@ -13,7 +13,15 @@ from urllib.parse import urlsplit
 
 from acmedryrun import directories
 from acmedryrun.errors import UsageError
-from acmedryrun.report import Report, RequestStats, Retry, Step, StepResult, StepStatus
+from acmedryrun.report import (
+    ProductionTwin,
+    Report,
+    RequestStats,
+    Retry,
+    Step,
+    StepResult,
+    StepStatus,
+)
 from acmedryrun.solvers._base import Solver
 
 if TYPE_CHECKING:
@@ -155,6 +163,7 @@ def dry_run(
     allow_production: bool = False,
     on_event: Callable[[Event], None] | None = None,
     cancel: threading.Event | None = None,
+    renewing: bytes | str | os.PathLike[str] | None = None,
 ) -> Report:
     """Run a complete issuance against a staging directory and say what it means.
 
@@ -185,6 +194,9 @@ def dry_run(
         on_event: Called with progress :class:`~acmedryrun.flow.Event` records.
         cancel: Set this event (from another thread) to end the run early: it stops at
             its next request or wait, cleans up, and reports what it got to.
+        renewing: The production certificate you mean to renew (PEM/DER bytes or a
+            path): production's renewalInfo (RFC 9773, one GET) says whether renewal
+            is due.  Its identifiers are never sent to staging.
 
     Returns:
         The report.  Whatever the CA, the network or the subscriber's setup did is
@@ -198,7 +210,8 @@ def dry_run(
                  timeout=timeout, key_type=key_type, csr=csr, account_key=account_key,
                  email=email, eab=eab, profile=profile, preflight=preflight,
                  dns_resolver=dns_resolver, caa_identities=caa_identities,
-                 reference_directory=reference_directory, allow_production=allow_production)
+                 reference_directory=reference_directory, allow_production=allow_production,
+                 renewing=renewing)
     plan.solver.open()  # UsageError (port in use, no webroot) before any request
     try:
         return _execute(plan, on_event or (lambda _event: None), started, cancel)
@@ -225,6 +238,8 @@ class _Plan:
     preflight: bool
     dns_resolver: tuple[str, int] | None
     caa_identities: tuple[str, ...] | None
+    allow_production: bool
+    renewing: bytes | None
 
     @property
     def account_key_given(self) -> bool:
@@ -236,7 +251,8 @@ def _plan(identifiers: Sequence[str], *, directory: str, solver: Solver | None,
           csr: bytes | str | None, account_key: str | os.PathLike[str] | bytes | JWK | None,
           email: str | None, eab: Eab | tuple[str, str] | None, profile: str | None,
           preflight: bool, dns_resolver: str | None, caa_identities: Sequence[str] | None,
-          reference_directory: str | None, allow_production: bool) -> _Plan:
+          reference_directory: str | None, allow_production: bool,
+          renewing: bytes | str | os.PathLike[str] | None) -> _Plan:
     """Validate every argument; raise UsageError before anything is sent or written."""
     from acmedryrun import certs
     from acmedryrun.preflight import parse_identifier, parse_resolver
@@ -280,8 +296,22 @@ def _plan(identifiers: Sequence[str], *, directory: str, solver: Solver | None,
     if isinstance(caa_identities, str):
         raise UsageError("caa_identities: pass a list of issuer domains, not a string")
     caa = tuple(i.strip().lower() for i in caa_identities) if caa_identities else None
+    renewing_pem = _renewing(renewing) if renewing is not None else None
     return _Plan(target, tuple(idents), solver, verify, float(timeout), key_type, csr_info, jwk,
-                 new_key_path, email, eab, profile, preflight, resolver, caa)
+                 new_key_path, email, eab, profile, preflight, resolver, caa,
+                 allow_production, renewing_pem)
+
+
+def _renewing(renewing: bytes | str | os.PathLike[str]) -> bytes:
+    """Read and check the certificate to renew (``--renewing``)."""
+    from acmedryrun.twin import ari_cert_id
+
+    data = renewing if isinstance(renewing, bytes) else _read_input(renewing, "--renewing")
+    try:
+        ari_cert_id(data)
+    except ValueError as exc:
+        raise UsageError(f"--renewing: {exc}") from exc
+    return data
 
 
 def _validation_port(solver: Solver) -> int:
@@ -365,6 +395,7 @@ def _execute(plan: _Plan, listener: Callable[[Event], None], started: float,
         reference_verify=plan.verify, on_event=listener, state=state,
         self_check=checks.self_check if checks else None,
         check_directory=checks.after_directory if checks else None,
+        allow_production=plan.allow_production, renewing=plan.renewing,
     )
     try:
         flow.run()
@@ -395,5 +426,9 @@ def _build_report(plan: _Plan, state: RunState, stats: RequestStats | None,
         requests=stats or RequestStats(),
         certificate=certs.summarize(state.chain_pem) if state.chain_pem else None,
         account_url=state.account_url,
+        staging_only_features=state.staging_only_features,
+        production_only_features=state.production_only_features,
+        production_twin=ProductionTwin(state.twin_url, state.twin_compared,
+                                       tuple(state.twin_reasons)),
         duration_s=time.monotonic() - started,
     )

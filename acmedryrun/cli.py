@@ -106,6 +106,12 @@ class Output:
             self.line()
             for p in report.problems:
                 self.problem(p)
+        twin = report.production_twin
+        if twin.reasons and self.verbosity >= 0:
+            self.line()
+            self.line(f"compared with production ({twin.directory}):")
+            for reason in twin.reasons:
+                self.line(f"  - {reason}")
         if self.verbosity >= 0:
             self.line()
             req = report.requests
@@ -165,6 +171,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", metavar="NAME", help="ACME profile to request")
     p.add_argument("--reference-directory", metavar="URL",
                    help="production directory to compare with (read-only GETs)")
+    p.add_argument("--renewing", metavar="CERT",
+                   help="the production certificate you mean to renew: ask production's"
+                   " renewalInfo (RFC 9773, one GET) whether renewal is due")
     p.add_argument("--allow-production", action="store_true",
                    help="permit a production directory (real rate limits, a trusted cert)")
     p.add_argument("--no-preflight", dest="preflight", action="store_false",
@@ -274,6 +283,7 @@ def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "caa_identities": args.caa_identities,
         "reference_directory": args.reference_directory,
         "allow_production": args.allow_production,
+        "renewing": args.renewing,
     }
 
 
@@ -292,6 +302,7 @@ def cmd_batch(args: argparse.Namespace, out: Output) -> int:
         raise UsageError(f"batch: {args.file} holds no certificate to check"
                          + (f" ({len(errors)} unreadable line(s))" if errors else ""))
     kwargs = _run_kwargs(args)
+    _warn_production_limits(jobs, args.directory, out)
     sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     progress = Progress(out, len(jobs))
 
@@ -318,6 +329,17 @@ def cmd_batch(args: argparse.Namespace, out: Output) -> int:
     if summary.client_error or summary.unreadable_lines:
         return 1
     return 2 if summary.staging_unstable else 0
+
+
+def _warn_production_limits(jobs: Sequence[Any], directory: str, out: Output) -> None:
+    """Say where this batch, run against production on one account, would hit its limits."""
+    from acmedryrun import directories, twin
+
+    known = directories.by_alias(directory) or directories.lookup(directory)
+    if known is None:
+        return
+    for problem in twin.batch_limit_warnings([job.identifiers for job in jobs], known.alias):
+        out.problem(problem)
 
 
 class Progress:

@@ -29,8 +29,9 @@ from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC
 
 from acmedryrun import classify as c
-from acmedryrun import retry
+from acmedryrun import retry, twin
 from acmedryrun.certs import CsrInfo, verify_chain
+from acmedryrun.errors import UsageError
 from acmedryrun.report import (
     Problem,
     RequestStats,
@@ -59,6 +60,10 @@ REQUEST_TIMEOUT_CAP = 30.0
 #: A self-check of placed challenge responses, from this machine: its problems, and
 #: the identifiers (``Challenge.domain``) it saw answer correctly.
 SelfCheck = Callable[[Sequence[Challenge]], tuple[Sequence[Problem], frozenset[str]]]
+
+
+class ProductionRefused(UsageError):
+    """The directory turned out to be production's (by its endpoints), and that is not allowed."""
 
 
 class StopRun(Exception):
@@ -397,6 +402,12 @@ class RunState:
     steps: list[StepResult] = field(default_factory=list)
     account_url: str | None = None
     chain_pem: str | None = None
+    staging_only_features: tuple[str, ...] = ()
+    production_only_features: tuple[str, ...] = ()
+    #: The production twin compared with (None: none known), and the prediction's reasons.
+    twin_url: str | None = None
+    twin_compared: bool = False
+    twin_reasons: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +439,8 @@ class Flow:
         state: RunState,
         self_check: SelfCheck | None = None,
         check_directory: Callable[[Mapping[str, Any]], Sequence[Problem]] | None = None,
+        allow_production: bool = False,
+        renewing: bytes | None = None,
     ) -> None:
         self.directory_url = directory_url
         self.acme = acme
@@ -443,6 +456,8 @@ class Flow:
         self.state = state
         self.self_check = self_check
         self.check_directory = check_directory
+        self.allow_production = allow_production
+        self.renewing = renewing
         self._prepared: list[Challenge] = []
         self._run_authz_urls: list[str] = []
         self._reference_ok: bool | None = None
@@ -504,8 +519,10 @@ class Flow:
         try:
             with self.step(Step.DIRECTORY):
                 self.acme.get_directory(self.directory_url)
+            self.guard_production()
             if self.check_directory is not None:
                 self.check_meta(self.check_directory)
+            self.compare_twin()
             with self.step(Step.NONCE):
                 self.acme.fetch_nonce()
             with self.step(Step.ACCOUNT):
@@ -517,6 +534,52 @@ class Flow:
             pass
         finally:
             self.cleanup()
+
+    def guard_production(self) -> None:
+        """Refuse a directory whose endpoints are a known production CA's.
+
+        A URL that is not a known alias may still front production (a proxy, a
+        mirror): its endpoints tell.  Only the one read-only directory GET was sent.
+        """
+        known = twin.production_by_endpoints(self.acme.directory)
+        if known is not None and not self.allow_production:
+            raise ProductionRefused(
+                f"--directory: {self.directory_url} serves {known.alias}'s production"
+                " endpoints: a dry run there counts against real rate limits and issues a"
+                " trusted certificate (pass --allow-production to do it anyway)")
+
+    def compare_twin(self) -> None:
+        """Compare staging's directory with its production twin's (GET only).
+
+        What the run uses and production lacks is a client problem (production
+        would refuse it); what is merely on offer is info; a twin that cannot be
+        read is a warning and never changes the staging verdict.
+        """
+        self.state.twin_url = self.reference_url
+        if not self.reference_url:
+            return
+        timeout = max(1.0, min(10.0, self.acme.deadline.remaining()))
+        reference = twin.fetch_directory(self.reference_url, verify=self.reference_verify,
+                                         timeout=timeout)
+        if isinstance(reference, twin.TwinUnavailable):
+            self.add_problem(twin.twin_unavailable_problem(self.reference_url, reference))
+            self.state.twin_reasons.append(
+                f"production ({self.reference_url}) could not be compared: {reference.reason}")
+            return
+        self._reference_ok, self._reference_asked = True, True
+        used = twin.UsedFeatures(challenge_type=self.solver.challenge_type,
+                                 profile=self.order.profile, eab=self.eab is not None)
+        comparison = twin.compare_directories(self.acme.directory, reference, used=used)
+        self.state.twin_compared = True
+        self.state.staging_only_features = comparison.staging_only_features
+        self.state.production_only_features = comparison.production_only_features
+        self.state.twin_reasons += comparison.reasons
+        for problem in comparison.problems:
+            self.add_problem(problem)
+        if self.renewing is not None:
+            info = twin.renewal_info(self.renewing, reference, verify=self.reference_verify,
+                                     timeout=timeout)
+            self.add_problem(twin.renewal_info_problem(info))
 
     def check_meta(self, check: Callable[[Mapping[str, Any]], Sequence[Problem]]) -> None:
         """Preflight checks that need the directory (its ``meta.caaIdentities``).

@@ -232,6 +232,26 @@ class CertificateSummary:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ProductionTwin:
+    """What comparing with the production twin's directory showed.
+
+    Attributes:
+        directory: The production directory compared with (None: no twin known).
+        compared: Whether its directory could be read and compared.
+        reasons: One sentence per prediction it supports (human output).
+    """
+
+    directory: str | None = None
+    compared: bool = False
+    reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The comparison as JSON-ready data."""
+        return {"directory": self.directory, "compared": self.compared,
+                "reasons": list(self.reasons)}
+
+
 class DryRunFailed(Exception):
     """Raised by :meth:`Report.raise_for_verdict` when the verdict is not ``likely_success``."""
 
@@ -260,6 +280,7 @@ class Report:
         account_url: The ACME account's URL (not a secret; the key never appears here).
         staging_only_features: Directory features staging offers that production does not.
         production_only_features: The reverse.
+        production_twin: The comparison with production behind the prediction.
         duration_s: Wall time of the whole run.
     """
 
@@ -276,6 +297,7 @@ class Report:
     account_url: str | None = None
     staging_only_features: tuple[str, ...] = ()
     production_only_features: tuple[str, ...] = ()
+    production_twin: ProductionTwin = field(default_factory=ProductionTwin)
     duration_s: float = 0.0
 
     @property
@@ -314,6 +336,7 @@ class Report:
             "account_url": self.account_url,
             "staging_only_features": list(self.staging_only_features),
             "production_only_features": list(self.production_only_features),
+            "production_twin": self.production_twin.to_dict(),
             "duration_s": round(self.duration_s, 4),
         }
 
