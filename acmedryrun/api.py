@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from josepy.jwk import JWK
 
     from acmedryrun.certs import CsrInfo
-    from acmedryrun.flow import Event, RunState
+    from acmedryrun.flow import RunState
     from acmedryrun.preflight import Identifier
+    from acmedryrun.report import Event
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -191,7 +192,7 @@ def dry_run(
         reference_directory: The production directory to compare with; defaults
             to the production twin of a known staging directory.
         allow_production: Permit a production directory (default False).
-        on_event: Called with progress :class:`~acmedryrun.flow.Event` records.
+        on_event: Called with progress :class:`~acmedryrun.Event` records.
         cancel: Set this event (from another thread) to end the run early: it stops at
             its next request or wait, cleans up, and reports what it got to.
         renewing: The production certificate you mean to renew (PEM/DER bytes or a
@@ -346,7 +347,8 @@ def _check_eab(eab: Eab) -> None:
 def _execute(plan: _Plan, listener: Callable[[Event], None], started: float,
              cancel: threading.Event | None) -> Report:
     from acmedryrun import certs, preflight, retry
-    from acmedryrun.flow import Acme, Event, Flow, OrderRequest, RunState
+    from acmedryrun.flow import Acme, Flow, OrderRequest, RunState
+    from acmedryrun.report import Event
 
     state = RunState()
     deadline = retry.Deadline(plan.timeout, cancel)

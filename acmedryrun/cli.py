@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from acmedryrun.errors import UsageError
 
 if TYPE_CHECKING:
-    from acmedryrun.flow import Event
-    from acmedryrun.report import Problem, Report
+    from acmedryrun.report import Event, Problem, Report
     from acmedryrun.solvers import Solver
 
 EX_OK = 0

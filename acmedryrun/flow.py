@@ -33,6 +33,7 @@ from acmedryrun import retry, twin
 from acmedryrun.certs import CsrInfo, verify_chain
 from acmedryrun.errors import UsageError
 from acmedryrun.report import (
+    Event,
     Problem,
     RequestStats,
     Retry,
@@ -68,21 +69,6 @@ class ProductionRefused(UsageError):
 
 class StopRun(Exception):
     """Raised inside a step to end the run; the problem is already recorded."""
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Progress, for ``on_event`` callbacks (the CLI's live output uses it).
-
-    ``kind`` is ``step_start``, ``step_end``, ``problem`` or ``retry``.
-    """
-
-    kind: str
-    step: Step
-    status: StepStatus | None = None
-    duration_s: float | None = None
-    problem: Problem | None = None
-    retry: Retry | None = None
 
 
 @dataclass(slots=True)

@@ -146,6 +146,21 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
+class Event:
+    """Progress, for ``on_event`` callbacks (the CLI's live output uses it).
+
+    ``kind`` is ``step_start``, ``step_end``, ``problem`` or ``retry``.
+    """
+
+    kind: str
+    step: Step
+    status: StepStatus | None = None
+    duration_s: float | None = None
+    problem: Problem | None = None
+    retry: Retry | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Retry:
     """One retry the run survived or attempted.
 

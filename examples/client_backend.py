@@ -39,7 +39,7 @@ from acmedryrun.classify import SolverErrorKind
 from acmedryrun.solvers import Challenge, Solver, SolverFailure
 
 if TYPE_CHECKING:
-    from acmedryrun.flow import Event
+    from acmedryrun.report import Event
 
 EX_USAGE = 64  # sysexits.h, as acmedryrun's own CLI uses it
 

@@ -188,8 +188,7 @@ def test_colour_and_live_line_on_a_terminal_unless_no_color() -> None:
     import io
 
     from acmedryrun.cli import Output
-    from acmedryrun.flow import Event
-    from acmedryrun.report import Step, StepStatus
+    from acmedryrun.report import Event, Step, StepStatus
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -48,8 +48,9 @@ def challenge(identifier: str, token: str = "tok",  # noqa: S107 - an ACME token
 
 def dry_run(p: LocalPebble, names: Sequence[str], solver: Solver, **kwargs: Any) -> Report:
     """One dry run against the local Pebble with a 60 s deadline."""
+    kwargs.setdefault("timeout", 60)
     return acmedryrun.dry_run(list(names), directory=p.directory_url, ca_bundle=p.ca_bundle,
-                              solver=solver, timeout=60, dns_resolver=p.dns_resolver, **kwargs)
+                              solver=solver, dns_resolver=p.dns_resolver, **kwargs)
 
 
 def handshake(port: int, sni: str | None, alpn: list[str] | None,
