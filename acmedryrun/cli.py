@@ -178,7 +178,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-preflight", dest="preflight", action="store_false",
                    help="skip the local checks before the CA is asked")
     p.add_argument("--dns-resolver", metavar="HOST[:PORT]",
-                   help="resolver for the preflight checks (default: the system's)")
+                   help="resolver for the preflight checks (default: $ACMEDRYRUN_DNS_RESOLVER,"
+                   " else the system's)")
     p.add_argument("--caa-identity", dest="caa_identities", action="append", default=None,
                    metavar="NAME",
                    help="the CA's CAA issuer domain (repeatable; default from the directory)")

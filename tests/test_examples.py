@@ -224,3 +224,27 @@ def test_pytest_fixture_example_passes_with_the_plugin() -> None:
         env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "6 passed" in proc.stdout
+
+
+# ------------------------------------------------------------------------------ batch_check.py
+
+
+def test_batch_check_sorts_customers_into_fine_and_to_fix(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    names = [f"customer{i}.batchex.example.com" for i in range(12)]
+    pebble.add_a(names[3], ["127.0.0.2"])
+    path = tmp_path / "names.txt"
+    path.write_text("# customers\n" + "\n".join(names) + "\nbad.example.com colour=blue\n")
+    proc = run_example([sys.executable, str(EXAMPLES / "batch_check.py"), str(path)],
+                       env=basic_env(pebble))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"{names[3]}: client_error - ValidationConnection" in proc.stdout
+    assert "12 checked: 11 fine, 1 to fix on the customer's side, 0 to retry" in proc.stdout
+    assert "skipped: unknown option 'colour'" in proc.stderr
+
+
+def test_batch_check_with_a_missing_file_is_exit_64(tmp_path: Path) -> None:
+    proc = run_example([sys.executable, str(EXAMPLES / "batch_check.py"),
+                        str(tmp_path / "nope.txt")])
+    assert proc.returncode == 64
