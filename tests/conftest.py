@@ -20,6 +20,7 @@ import pytest
 
 import acmedryrun
 from acmedryrun.report import Report
+from acmedryrun.schema import validate_report
 from acmedryrun.solvers import HTTP01Standalone, Solver
 from acmedryrun.testing import LocalPebble
 
@@ -53,8 +54,10 @@ def run(p: LocalPebble, names: Sequence[str], solver: Solver | None = None,
     """One dry run against ``p`` with the suite's defaults."""
     kwargs.setdefault("timeout", 60)
     kwargs.setdefault("dns_resolver", p.dns_resolver)
-    return acmedryrun.dry_run(list(names), directory=p.directory_url, ca_bundle=p.ca_bundle,
-                              solver=solver or http_solver(p), **kwargs)
+    report = acmedryrun.dry_run(list(names), directory=p.directory_url, ca_bundle=p.ca_bundle,
+                                solver=solver or http_solver(p), **kwargs)
+    validate_report(report.to_dict())  # every report a test makes matches the shipped schema
+    return report
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -82,4 +85,5 @@ def cli_check(
 def report_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     """The JSON report a ``--json`` run printed on stdout."""
     data: dict[str, Any] = json.loads(proc.stdout)
+    validate_report(data)  # the CLI's JSON matches the shipped schema in every test
     return data

@@ -19,6 +19,7 @@ import pytest
 from conftest import cli
 
 from acmedryrun.batch import BatchJob, parse_batch
+from acmedryrun.schema import validate_report
 from acmedryrun.testing import LocalPebble
 
 
@@ -41,6 +42,8 @@ def test_two_hundred_names_each_get_the_right_verdict_and_the_summary_adds_up(
                timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]  # some client errors
     reports = [json.loads(line) for line in proc.stdout.splitlines()]
+    for r in reports:
+        validate_report(r)
     assert len(reports) == 200
     verdicts = {r["identifiers"][0]: r["verdict"] for r in reports}
     assert set(verdicts) == set(names)
@@ -150,6 +153,8 @@ def test_ctrl_c_stops_promptly_cleans_up_and_keeps_finished_lines(
     assert time.monotonic() - sent < 5, "stops promptly"
     assert proc.returncode == 130, stderr
     finished = [json.loads(line) for line in out.read_text().splitlines()]
+    for r in finished:
+        validate_report(r)
     assert 1 <= len(finished) < 40
     assert all(r["verdict"] == "likely_success" for r in finished)
     assert "interrupted" in stderr

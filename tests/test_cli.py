@@ -152,7 +152,7 @@ def test_new_account_key_is_not_created_when_input_is_bad(tmp_path: Path) -> Non
 
 def test_json_goes_to_stdout_only(pebble: LocalPebble, unique_name: str) -> None:
     proc = cli_check(pebble, unique_name)
-    json.loads(proc.stdout)  # stdout is exactly one JSON document
+    report_json(proc)  # stdout is exactly one JSON document, valid against the schema
     assert "directory" in proc.stderr
 
 
@@ -211,3 +211,19 @@ def test_colour_and_live_line_on_a_terminal_unless_no_color() -> None:
         assert "running" in text, "a live line while the step runs"
         assert text.endswith(" ms\n")
         assert ("\033[32m" in text) is expect_colour
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--fault", "order:explode"], "--fault"),
+    (["--fault", "nowhere:status:503"], "--fault"),
+    ([], "--upstream"),
+])
+def test_proxy_bad_fault_spec_or_unreachable_upstream_is_exit_64(
+    args: list[str], needle: str
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = cli("proxy", "--upstream", f"https://127.0.0.1:{port}/dir", *args, timeout=30)
+    assert proc.returncode == 64, proc.stderr
+    assert needle in proc.stderr

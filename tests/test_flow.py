@@ -251,3 +251,23 @@ def test_a_custom_solver_that_raises_is_a_client_problem_and_still_cleaned_up(
     assert fatal.name == "SolverFailed"
     assert "OSError: the client's DNS API is down" in fatal.detail
     assert len(solver.cleaned) == 1, "cleanup ran for the prepared challenge"
+
+
+def test_an_ip_identifier_validates_over_http01(pebble: LocalPebble) -> None:
+    """RFC 8738: 127.0.0.1 as an identifier; Pebble's VA dials it directly."""
+    report = run(pebble, ["127.0.0.1"])
+    assert report.verdict is Verdict.LIKELY_SUCCESS, report.problems
+    assert report.certificate is not None
+    assert report.certificate.names == ("127.0.0.1",)
+
+
+def test_raise_for_verdict_raises_with_the_report_unless_likely_success(
+    pebble: LocalPebble, unique_name: str
+) -> None:
+    ok = run(pebble, [unique_name])
+    ok.raise_for_verdict()
+    pebble.add_a(unique_name, ["127.0.0.2"])
+    bad = run(pebble, [unique_name])
+    with pytest.raises(acmedryrun.DryRunFailed, match="client_error") as info:
+        bad.raise_for_verdict()
+    assert info.value.report is bad
