@@ -108,10 +108,13 @@ class Sample:
     adr_duration_s: float | None = None
     verdicts: dict[str, int] = field(default_factory=dict)
     runs: int = 1
-    #: Batches: the most polls of one run, runs over 2 polls, every run at the floor.
+    #: Batches: the most polls of one run, runs over 2 polls, runs above the floor,
+    #: runs slower than 1 s, the slowest run.
     poll_max: int | None = None
     over_two_polls: int | None = None
-    floor_ok: bool | None = None
+    over_floor: int | None = None
+    slow_runs: int | None = None
+    slowest_s: float | None = None
     error: str | None = None
 
 
@@ -477,8 +480,10 @@ def _batch_sample(sample: Sample, reports: list[dict[str, Any]], count: int) -> 
         sample.adr_polls = sum(polls)
         sample.poll_max = max(polls)
         sample.over_two_polls = sum(p > TARGET_POLLS_PER_AUTHZ for p in polls)
-        sample.floor_ok = all(r["requests"]["total"] - r["requests"]["polls"]
-                              == floor_requests(len(r["identifiers"])) for r in reports)
+        sample.over_floor = sum(r["requests"]["total"] - r["requests"]["polls"]
+                                > floor_requests(len(r["identifiers"])) for r in reports)
+        sample.slow_runs = sum(r["duration_s"] > 1.0 for r in reports)
+        sample.slowest_s = max(r["duration_s"] for r in reports)
     good = sample.verdicts.get("likely_success", 0)
     if good != count:
         sample.ok = False
@@ -702,7 +707,7 @@ def _pstats_text(stats: pstats.Stats, key: str, limit: int) -> str:
 
 
 def hot_functions(stats: pstats.Stats, reps: int, *, imports: bool = False,
-                  limit: int = 14) -> list[dict[str, Any]]:
+                  limit: int = 24) -> list[dict[str, Any]]:
     """acmedryrun's own functions by cumulative time per run, plus the waits and imports."""
     rows = []
     raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
@@ -770,6 +775,9 @@ def machine_info(env: Env) -> dict[str, Any]:
         "lego": (f"{deb('lego') or '?'} (Debian; `lego --version`: "
                  f"{cmd_out([env.lego, '--version']) or '?'})") if env.lego else env.lego_why,
         "pebble": f"{deb('pebble') or '?'} (Debian)",
+        "git": (cmd_out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]) or "?")
+        + (" + uncommitted changes in acmedryrun/" if cmd_out(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "acmedryrun"]) else ""),
     }
 
 
@@ -784,6 +792,10 @@ def fmt_s(v: float | None) -> str:
 
 def fmt(v: float | None, spec: str = ".1f", unit: str = "") -> str:
     return "n/a" if v is None else f"{v:{spec}}{unit}"
+
+
+def fmt_x(v: float | None, spec: str = ".3f") -> str:
+    return fmt(v, spec, "x")
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -828,18 +840,18 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
 
     r = ratio(med(one, ADR_CLI), med(one, CERTBOT))
     add("one name, whole process vs certbot", r, "<=", TARGET_ONE_VS_CERTBOT,
-        shown=f"{fmt(r, '.3f')}x ({fmt_s(med(one, ADR_CLI))} vs {fmt_s(med(one, CERTBOT))})")
+        shown=f"{fmt_x(r)} ({fmt_s(med(one, ADR_CLI))} vs {fmt_s(med(one, CERTBOT))})")
     r = ratio(med(one, ADR_CLI), med(one, LEGO))
     add("one name, whole process vs lego", r, "<=", TARGET_ONE_VS_LEGO,
-        shown=f"{fmt(r, '.3f')}x ({fmt_s(med(one, ADR_CLI))} vs {fmt_s(med(one, LEGO))})")
+        shown=f"{fmt_x(r)} ({fmt_s(med(one, ADR_CLI))} vs {fmt_s(med(one, LEGO))})")
     m = med(one, ADR_LIB)
     add("one name, in process dry_run() median", m, "<=", TARGET_INPROC_S, shown=fmt_s(m))
     r = ratio(med(fifty, ADR_CLI), med(fifty, CERTBOT))
     add(f"{size} names in one order vs certbot", r, "<=", TARGET_50_VS_CERTBOT,
-        shown=f"{fmt(r, '.3f')}x ({fmt_s(med(fifty, ADR_CLI))} vs {fmt_s(med(fifty, CERTBOT))})")
+        shown=f"{fmt_x(r)} ({fmt_s(med(fifty, ADR_CLI))} vs {fmt_s(med(fifty, CERTBOT))})")
     r = ratio(med(fifty, ADR_CLI), med(fifty, LEGO))
     add(f"{size} names in one order vs lego", r, "<=", TARGET_50_VS_LEGO,
-        shown=f"{fmt(r, '.4f')}x ({fmt_s(med(fifty, ADR_CLI))} vs {fmt_s(med(fifty, LEGO))})",
+        shown=f"{fmt_x(r, '.4f')} ({fmt_s(med(fifty, ADR_CLI))} vs {fmt_s(med(fifty, LEGO))})",
         note="lego: single run" if len(fifty[LEGO].good) == 1 else "")
     adr_tp = median([throughput(s) for s in batch[ADR_CLI].samples])
     cb_tp = median([throughput(s) for s in batch[CERTBOT].samples])
@@ -847,7 +859,7 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
     add(f"{res['config']['batch_count']} dry runs at concurrency"
         f" {res['config']['concurrency']}: throughput vs certbot", r, ">=",
         TARGET_BATCH_X_CERTBOT,
-        shown=f"{fmt(r, '.1f')}x ({fmt(adr_tp, '.1f')} vs {fmt(cb_tp, '.2f')} runs/s)",
+        shown=f"{fmt_x(r, '.1f')} ({fmt(adr_tp, '.1f')} vs {fmt(cb_tp, '.2f')} runs/s)",
         note="certbot extrapolated from its sequential sample")
     for label, scn, n in (("1 name", one, 1), (f"{size} names", fifty, size)):
         ok = True
@@ -878,21 +890,25 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
                      if ok and worst else ""})
     runs = [x for tool in (ADR_CLI, ADR_LIB) for x in batch[tool].good]
     if runs:
-        floor_ok = all(x.floor_ok for x in runs)
-        ok = floor_ok and not any(x.over_two_polls for x in runs)
-        every = "every" if floor_ok else "NOT every"
+        total = sum(x.runs for x in runs)
+        over_floor = sum(x.over_floor or 0 for x in runs)
+        over_polls = sum(x.over_two_polls or 0 for x in runs)
+        extra_accounts = sum(x.endpoints.get("newAccount", 0) - x.runs for x in runs)
         rows.append({
             "target": "requests = floor + polls, polls <= 2/authz (batch, every run)",
-            "measured": None, "op": "==", "threshold": None, "met": ok, "note": "",
-            "shown": f"floor {floor_requests(1)} in {every} run; most polls in"
-                     f" one run {max(x.poll_max or 0 for x in runs)}; runs over 2 polls:"
-                     f" {sum(x.over_two_polls or 0 for x in runs)} of"
-                     f" {sum(x.runs for x in runs)}"})
+            "measured": None, "op": "==", "threshold": None,
+            "met": over_floor == 0 and over_polls == 0,
+            "note": f"{extra_accounts} extra newAccount requests in Pebble's log: the shared"
+                    " key's onlyReturnExisting lookup answered accountDoesNotExist before"
+                    " the account existed" if extra_accounts else "",
+            "shown": f"runs above the floor ({floor_requests(1)}): {over_floor} of {total};"
+                     f" runs over 2 polls: {over_polls} of {total}; most polls in one run"
+                     f" {max(x.poll_max or 0 for x in runs)}"})
     a = one[ADR_CLI].med("maxrss_kib")
     c = one[CERTBOT].med("maxrss_kib")
     r = ratio(a, c)
     add("CLI peak memory, one name, vs certbot", r, "<=", 1.0,
-        shown=f"{fmt(r, '.2f')}x ({fmt(a and a / MIB, '.1f', ' MiB')} vs"
+        shown=f"{fmt_x(r, '.2f')} ({fmt(a and a / MIB, '.1f', ' MiB')} vs"
         f" {fmt(c and c / MIB, '.1f', ' MiB')})")
     return rows
 
@@ -905,9 +921,9 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         f"{m['date']} - `python bench/run.py {' '.join(cfg['argv'])}`".rstrip(), "",
         f"**Machine**: {m['nproc']} CPU ({m['cpu']}), {m['memory']}, {m['os']},"
         f" kernel {m['kernel']}; Python {m['python']}.  ",
-        f"**Tools**: acmedryrun {m['acmedryrun']} (acme {m['acme (python)']}, cryptography"
-        f" {m['cryptography']}); certbot: {m['certbot']} ({m['certbot python']}); lego:"
-        f" {m['lego']}; Pebble {m['pebble']}.  ",
+        f"**Tools**: acmedryrun {m['acmedryrun']} at {m['git']} (acme {m['acme (python)']},"
+        f" cryptography {m['cryptography']}); certbot: {m['certbot']}"
+        f" ({m['certbot python']}); lego: {m['lego']}; Pebble {m['pebble']}.  ",
         "**CA**: one LocalPebble for every run (PEBBLE_VA_NOSLEEP=1, nonce rejection 0,"
         " authz reuse 0), http-01 on 127.0.0.1, a fresh name per run."
         f" Medians of {cfg['runs']} runs unless said otherwise.", "",
@@ -937,8 +953,9 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
     lines += [f"## (c) {cfg['batch_count']} single-name dry runs, concurrency"
               f" {cfg['concurrency']}", "",
               "| tool | how | median wall for the batch | throughput | vs acmedryrun CLI |"
-              " peak RSS | requests per run (Pebble) | runs |",
-              "|---|---|---:|---:|---:|---:|---:|---|"]
+              " peak RSS | requests per run (Pebble) | polls per run (most) |"
+              " runs over 1 s (slowest) | batches |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for tool in TOOLS:
         s = scn[tool]
         tps = [throughput(x) for x in s.samples]
@@ -955,11 +972,18 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
             per = ratio(s.med("pebble_requests"), s.good[0].runs if s.good else None)
         rss = s.med("maxrss_kib")
         extrapolated = " (extrapolated)" if tool in (CERTBOT, LEGO) and wall else ""
+        polls = slow = "n/a"
+        if tool in (ADR_CLI, ADR_LIB) and s.good:
+            done = sum(x.runs for x in s.good)
+            polls = (f"{sum(x.adr_polls or 0 for x in s.good) / done:.2f}"
+                     f" ({max(x.poll_max or 0 for x in s.good)})")
+            slow = (f"{sum(x.slow_runs or 0 for x in s.good)} of {done}"
+                    f" ({fmt_s(max(x.slowest_s or 0 for x in s.good))})")
         lines.append(
             f"| {tool} | {how} | {fmt_s(wall)}{extrapolated}"
             f" | {fmt(tp, '.2f', ' runs/s')} | {fmt(ratio(tp, base), '.3f', 'x')}"
             f" | {fmt(rss and rss / MIB, '.1f', ' MiB')} | {fmt(per, '.1f')}"
-            f" | {status_of(s)} |")
+            f" | {polls} | {slow} | {status_of(s)} |")
     lines.append("")
     st = res["startup"]
     lines += ["## Start-up", "",
