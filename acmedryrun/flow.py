@@ -51,8 +51,8 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 USER_AGENT = "acmedryrun"
 
 #: Adaptive polling (issue "performance"): quick when the CA is quick, polite when not.
-POLL_FIRST = 0.05
-POLL_FACTOR = 2.0
+POLL_FIRST = 0.01
+POLL_FACTOR = 3.0
 POLL_CAP = 5.0
 #: No single request waits longer than this, whatever the deadline.
 REQUEST_TIMEOUT_CAP = 30.0
