@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from acmedryrun import directories
 from acmedryrun.directories import Kind, KnownDirectory
+from acmedryrun.psl import ICANN_SUFFIXES
 from acmedryrun.report import Cause, Confidence, Problem, Severity, Step
 
 if TYPE_CHECKING:
@@ -643,19 +644,8 @@ def _staging_policy(production_alias: str) -> CaPolicy | None:
     return None
 
 
-#: Two-label public suffixes under which a registered domain has three labels: a
-#: small excerpt of the ICANN section of https://publicsuffix.org/list/.
-TWO_LABEL_SUFFIXES = frozenset({
-    "co.uk", "org.uk", "me.uk", "ltd.uk", "plc.uk", "net.uk", "ac.uk", "gov.uk", "sch.uk",
-    "com.au", "net.au", "org.au", "edu.au", "gov.au", "id.au",
-    "co.nz", "net.nz", "org.nz", "govt.nz", "ac.nz",
-    "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp",
-    "com.br", "net.br", "org.br", "gov.br",
-    "com.cn", "net.cn", "org.cn", "gov.cn",
-    "co.in", "net.in", "org.in", "gov.in",
-    "co.za", "org.za", "gov.za", "com.mx", "org.mx", "com.ar", "com.tr", "co.kr", "or.kr",
-    "com.sg", "com.hk", "com.tw", "co.il", "com.ua", "com.pl", "co.id", "com.my",
-})
+#: Two-label public suffixes under which a registered domain has three labels.
+TWO_LABEL_SUFFIXES = frozenset(s for s in ICANN_SUFFIXES if s.count(".") == 1)
 
 
 def registered_domain(name: str) -> str:
