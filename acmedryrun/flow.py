@@ -156,16 +156,6 @@ def transport_kind(exc: BaseException) -> c.TransportKind:
     return c.TransportKind.OTHER
 
 
-def probe_directory(url: str, verify: str | bool, timeout: float) -> bool:
-    """One read-only GET of a directory: does it answer as an ACME directory?"""
-    try:
-        resp = requests.get(url, verify=verify, timeout=timeout,
-                            headers={"User-Agent": USER_AGENT})
-        return resp.status_code == 200 and "newNonce" in resp.json()
-    except (requests.RequestException, ValueError):
-        return False
-
-
 def _alg_for(key: JWK) -> JWASignature:
     if isinstance(key, JWKEC):
         size = key.key.curve.key_size
@@ -478,8 +468,9 @@ class Flow:
         if not self._reference_asked and self.reference_url:
             self._reference_asked = True
             timeout = max(1.0, min(10.0, self.acme.deadline.remaining()))
-            self._reference_ok = probe_directory(self.reference_url, self.reference_verify,
-                                                 timeout)
+            answer = twin.fetch_directory(self.reference_url, verify=self.reference_verify,
+                                          timeout=timeout)
+            self._reference_ok = not isinstance(answer, twin.TwinUnavailable)
         return self._reference_ok
 
     @contextmanager

@@ -321,10 +321,14 @@ def check_identifiers(
     return problems
 
 
-def parse_resolver(value: str) -> tuple[str, int]:
-    """Parse ``--dns-resolver HOST[:PORT]`` (IPv6 as ``[::1]:53`` or a bare ``::1``).
+def parse_resolver(value: str, option: str = "--dns-resolver") -> tuple[str, int]:
+    """Parse ``HOST[:PORT]`` (IPv6 as ``[::1]:53`` or a bare ``::1``) of a resolver.
 
     The host must be an IP address: the point is to ask one specific server.
+
+    Args:
+        value: The text given.
+        option: The option's name, for the error message.
 
     Raises:
         UsageError: not an IP address with an optional port.
@@ -334,17 +338,17 @@ def parse_resolver(value: str) -> tuple[str, int]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0 or (text[end + 1:] and not text[end + 1:].startswith(":")):
-            raise UsageError(f"--dns-resolver: {value!r} is not HOST[:PORT]")
+            raise UsageError(f"{option}: {value!r} is not HOST[:PORT]")
         host, port_text = text[1:end], text[end + 2:] or "53"
     elif text.count(":") == 1:
         host, port_text = text.split(":")
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        raise UsageError(f"--dns-resolver: {value!r} is not an IP address with an optional"
+        raise UsageError(f"{option}: {value!r} is not an IP address with an optional"
                          " port") from None
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise UsageError(f"--dns-resolver: {port_text!r} is not a port (1-65535)")
+        raise UsageError(f"{option}: {port_text!r} is not a port (1-65535)")
     return str(address), int(port_text)
 
 

@@ -31,7 +31,6 @@ from acmedryrun.solvers.dns01 import (
     DNS01Callback,
     DNS01Hook,
     check_hook_command,
-    parse_resolver,
     redact_command,
     run_hook,
     wait_for_txt,
@@ -303,15 +302,6 @@ def test_bad_timeout_or_resolver_is_a_usage_error() -> None:
         DNS01Hook("true", timeout=0)
     with pytest.raises(UsageError, match="propagation_resolver"):
         DNS01Hook("true", propagation_resolver="dns.example.com")
-
-
-def test_parse_resolver_accepts_host_port_forms() -> None:
-    assert parse_resolver("127.0.0.1") == ("127.0.0.1", 53)
-    assert parse_resolver("127.0.0.1:5353") == ("127.0.0.1", 5353)
-    assert parse_resolver("::1") == ("::1", 53)
-    assert parse_resolver("[::1]:5353") == ("::1", 5353)
-    with pytest.raises(ValueError, match="not a port"):
-        parse_resolver("127.0.0.1:99999")
 
 
 # ------------------------------------------------------------------ callbacks

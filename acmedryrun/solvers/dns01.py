@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import ipaddress
 import os
 import re
 import shlex
@@ -35,6 +34,7 @@ import dns.resolver
 
 from acmedryrun.classify import SolverErrorKind
 from acmedryrun.errors import UsageError
+from acmedryrun.preflight import parse_resolver
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
 #: RFC 8555 section 8.4: the label the CA queries under the validated name.
@@ -73,37 +73,6 @@ def record_name(challenge: Challenge) -> str:
 
 
 # ------------------------------------------------------------------ propagation
-
-
-def parse_resolver(resolver: str) -> tuple[str, int]:
-    """``host[:port]`` (``[v6]:port`` or a bare IPv6 address too) -> ``(ip, port)``.
-
-    The host must be an IP address: the point is to ask one specific server.
-
-    Raises:
-        ValueError: not an address, or a bad port.
-    """
-    text = resolver.strip()
-    host, port = text, 53
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"{resolver!r} is not host[:port]")
-        if rest:
-            port = _port(rest[1:], resolver)
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        port = _port(port_text, resolver)
-    try:
-        return str(ipaddress.ip_address(host)), port
-    except ValueError:
-        raise ValueError(f"{resolver!r}: {host!r} is not an IP address") from None
-
-
-def _port(text: str, resolver: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"{resolver!r}: {text!r} is not a port")
-    return int(text)
 
 
 def _txt_values(name: str, resolver: dns.resolver.Resolver, lifetime: float) -> set[str]:
@@ -179,10 +148,7 @@ class _DNS01Solver(Solver):
 
     def __init__(self, propagation_resolver: str | None, propagation_timeout: float) -> None:
         if propagation_resolver is not None:
-            try:
-                parse_resolver(propagation_resolver)
-            except ValueError as exc:
-                raise UsageError(f"propagation_resolver: {exc}") from exc
+            parse_resolver(propagation_resolver, "propagation_resolver")
         if not propagation_timeout > 0:
             raise UsageError(f"propagation_timeout: {propagation_timeout!r} is not positive")
         self.propagation_resolver = propagation_resolver
@@ -567,5 +533,5 @@ class DNS01Callback(_DNS01Solver):
 
 __all__: Sequence[str] = [
     "CHALLENGE_LABEL", "DNS01Callback", "DNS01Hook", "HookResult", "check_hook_command",
-    "parse_resolver", "record_name", "redact_command", "run_hook", "wait_for_txt",
+    "record_name", "redact_command", "run_hook", "wait_for_txt",
 ]
