@@ -226,3 +226,24 @@ def test_proxy_bad_fault_spec_or_unreachable_upstream_is_exit_64(
     proc = cli("proxy", "--upstream", f"https://127.0.0.1:{port}/dir", *args, timeout=30)
     assert proc.returncode == 64, proc.stderr
     assert needle in proc.stderr
+
+
+def test_a_bug_in_acmedryrun_is_exit_70_with_a_traceback_never_a_verdict() -> None:
+    """Simulate a bug (a TypeError deep in the run) in a real subprocess."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, acmedryrun.api as api, acmedryrun.cli as cli\n"
+        "def boom(*a, **k):\n"
+        "    raise TypeError('simulated bug')\n"
+        "api._execute = boom\n"
+        "sys.exit(cli.main(['check', '-d', 'bug.example.com', '--webroot', '/tmp',"
+        " '--directory', 'https://127.0.0.1:9/dir', '--json']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 70
+    assert "Traceback" in proc.stderr
+    assert "TypeError: simulated bug" in proc.stderr
+    assert proc.stdout == "", "no verdict, no report"
