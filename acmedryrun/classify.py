@@ -96,12 +96,15 @@ class TransportError:
         reference_ok: What one read-only GET of the production twin's directory
             showed: True = it answered (so this machine can reach a CA: staging is
             at fault); False = it failed the same way (this machine's network or
-            trust store is at fault); None = no twin to ask.
+            trust store is at fault); None = no twin to ask, or no conclusion.
+        staging_answered: The staging CA had answered earlier in the same run, so the
+            network reaches it: it stopped answering (staging's fault).
     """
 
     kind: TransportKind
     detail: str = ""
     reference_ok: bool | None = None
+    staging_answered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,6 +474,12 @@ TRANSPORT: Mapping[tuple[TransportKind, bool | None], Rule] = {
     ),
 }
 
+_STAGING_STOPPED = Rule(
+    "StagingUnreachable", STAGING,
+    "The staging CA answered earlier in this run, then stopped answering: staging is"
+    " flaky or down. It says nothing about production; retry later.",
+)
+
 _MALFORMED = Rule(
     "MalformedResponse", STAGING,
     "The staging CA sent a response that breaks RFC 8555. It says nothing about"
@@ -577,6 +586,8 @@ def rule_for(obs: Observation, step: Step) -> Rule:
             return _HTTP_NOT_FOUND_DIRECTORY
         return _HTTP_OTHER
     if isinstance(obs, TransportError):
+        if obs.staging_answered:
+            return _STAGING_STOPPED
         return TRANSPORT[(obs.kind, obs.reference_ok)]
     if isinstance(obs, MalformedResponse):
         return _MALFORMED

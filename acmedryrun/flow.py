@@ -190,6 +190,8 @@ class Acme:
         self.total = 0
         self.polls = 0
         self.retries = 0
+        #: Responses received from the CA (any status): proof the network reaches it.
+        self.answered = 0
         #: ``Retry-After`` of the last response (polls honour it), None when absent.
         self.last_retry_after: float | None = None
         self._nonce_missing = False
@@ -210,6 +212,7 @@ class Acme:
             raw = self.session.request(method, url, data=body, headers=headers,
                                        verify=self.verify, timeout=timeout)
             resp = Response(raw.status_code, raw.headers, raw.content, url)
+            self.answered += 1
         except requests.RequestException as exc:
             kind = transport_kind(exc)
             log.debug("%s %s -> %s (%.0f ms)", method, url, kind.value,
@@ -436,8 +439,7 @@ class Flow:
         self.renewing = renewing
         self._prepared: list[Challenge] = []
         self._run_authz_urls: list[str] = []
-        self._reference_ok: bool | None = None
-        self._reference_asked = False
+        self._reference_reach: twin.Reach | None = None
         self._self_check_passed: frozenset[str] = frozenset()
 
     # -- bookkeeping --------------------------------------------------------------------
@@ -450,7 +452,7 @@ class Flow:
     def fail(self, obs: c.Observation, step: Step, identifier: str | None = None) -> StopRun:
         """Record ``obs`` as the fatal problem of ``step``; the caller raises the result."""
         if isinstance(obs, c.TransportError):
-            obs = c.TransportError(obs.kind, obs.detail, self._ask_reference())
+            obs = self._diagnose(obs)
         problem = c.classify(obs, step=step, identifier=identifier, severity=Severity.FATAL)
         if (isinstance(obs, c.AcmeError) and obs.short_type in c.VALIDATION_TYPES
                 and problem.identifier in self._self_check_passed):
@@ -463,15 +465,34 @@ class Flow:
         self.add_problem(problem)
         return StopRun()
 
-    def _ask_reference(self) -> bool | None:
-        """One read-only GET of the production twin decides transport blame (TAXONOMY.md)."""
-        if not self._reference_asked and self.reference_url:
-            self._reference_asked = True
+    def _diagnose(self, obs: c.TransportError) -> c.TransportError:
+        """Differential diagnosis of a transport failure (TAXONOMY.md).
+
+        Staging answered earlier in this run: the network works, staging stopped.
+        Otherwise one read-only GET of the production twin decides: any HTTP answer
+        means this machine reaches a CA (staging's fault); failing the same way means
+        the machine's network or trust store is at fault (the client's).
+        """
+        if self.acme.answered:
+            return dataclasses.replace(obs, staging_answered=True)
+        reach = self._reach_reference()
+        if reach is None:
+            return obs
+        if obs.kind is c.TransportKind.TLS_VERIFY:
+            # Only the same verification failure convicts the trust store.
+            ok = {twin.Reach.ANSWERED: True, twin.Reach.TLS_VERIFY: False}.get(reach)
+        else:
+            ok = reach is not twin.Reach.UNREACHABLE
+        return dataclasses.replace(obs, reference_ok=ok)
+
+    def _reach_reference(self) -> twin.Reach | None:
+        """How the production twin answered one read-only GET (asked once per run)."""
+        if self._reference_reach is None and self.reference_url:
             timeout = max(1.0, min(10.0, self.acme.deadline.remaining()))
             answer = twin.fetch_directory(self.reference_url, verify=self.reference_verify,
                                           timeout=timeout)
-            self._reference_ok = not isinstance(answer, twin.TwinUnavailable)
-        return self._reference_ok
+            self._reference_reach = twin.reach_of(answer)
+        return self._reference_reach
 
     @contextmanager
     def step(self, step: Step) -> Iterator[None]:
@@ -543,7 +564,7 @@ class Flow:
             self.state.twin_reasons.append(
                 f"production ({self.reference_url}) could not be compared: {reference.reason}")
             return
-        self._reference_ok, self._reference_asked = True, True
+        self._reference_reach = twin.Reach.ANSWERED
         used = twin.UsedFeatures(challenge_type=self.solver.challenge_type,
                                  profile=self.order.profile, eab=self.eab is not None)
         comparison = twin.compare_directories(self.acme.directory, reference, used=used)

@@ -357,6 +357,14 @@ class UnavailableKind(str, enum.Enum):
     BAD_RENEWAL_INFO = "bad_renewal_info"  #: renewalInfo answered, but not per RFC 9773
 
 
+class Reach(str, enum.Enum):
+    """How far one GET of the twin got: for differential diagnosis of transport faults."""
+
+    ANSWERED = "answered"  #: any HTTP response, even an error page: the network works
+    TLS_VERIFY = "tls_verify"  #: TLS certificate verification failed
+    UNREACHABLE = "unreachable"  #: no connection (refused, reset, timeout, DNS, TLS)
+
+
 @dataclass(frozen=True, slots=True)
 class TwinUnavailable:
     """The production twin (or its renewalInfo) could not be used, and why.
@@ -372,6 +380,7 @@ class TwinUnavailable:
     kind: UnavailableKind
     reason: str
     http_status: int | None = None
+    tls_verify: bool = False  #: the connection failed TLS certificate verification
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,7 +413,11 @@ def _get_json(url: str, *, verify: str | bool, timeout: float) -> _Fetched | Twi
                     break
             status, headers = resp.status_code, resp.headers
     except requests.RequestException as exc:
-        return TwinUnavailable(url, UnavailableKind.UNREACHABLE, _short(exc))
+        from acmedryrun.classify import TransportKind
+        from acmedryrun.flow import transport_kind
+
+        return TwinUnavailable(url, UnavailableKind.UNREACHABLE, _short(exc),
+                               tls_verify=transport_kind(exc) is TransportKind.TLS_VERIFY)
     ctype = headers.get("Content-Type", "").split(";")[0].strip().lower()
     html = ctype in ("text/html", "application/xhtml+xml") or body.lstrip()[:1] == b"<"
     if status != 200:
@@ -453,6 +466,13 @@ def fetch_directory(url: str, *, verify: str | bool,
                                f"JSON without {', '.join(missing)}: not an ACME directory"
                                " (RFC 8555 section 7.1.1)", got.status)
     return dict(got.data)
+
+
+def reach_of(answer: Mapping[str, Any] | TwinUnavailable) -> Reach:
+    """How far a :func:`fetch_directory` answer got.  Pure."""
+    if not isinstance(answer, TwinUnavailable) or answer.kind is not UnavailableKind.UNREACHABLE:
+        return Reach.ANSWERED
+    return Reach.TLS_VERIFY if answer.tls_verify else Reach.UNREACHABLE
 
 
 def twin_unavailable_problem(url: str, reason: str | TwinUnavailable) -> Problem:

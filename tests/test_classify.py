@@ -111,6 +111,10 @@ TABLE = [
      CLIENT, HIGH, c.RetryKind.NONE),
     (c.TransportError(T.TLS_VERIFY, reference_ok=None), Step.DIRECTORY, "TlsVerificationFailed",
      STAGING, LOW, c.RetryKind.NONE),
+    (c.TransportError(T.RESET, reference_ok=False, staging_answered=True), Step.FINALIZE,
+     "StagingUnreachable", STAGING, HIGH, c.RetryKind.BACKOFF),
+    (c.TransportError(T.TLS_VERIFY, reference_ok=False, staging_answered=True), Step.ORDER,
+     "StagingUnreachable", STAGING, HIGH, c.RetryKind.NONE),
     # malformed responses
     (c.MalformedResponse("json"), Step.AUTHORIZATION, "MalformedResponse", STAGING, HIGH,
      c.RetryKind.BACKOFF),

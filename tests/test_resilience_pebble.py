@@ -139,3 +139,53 @@ def _unrelated_ca(tmp_path: Path) -> str:
     path = tmp_path / "stale.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return str(path)
+
+
+def _html_404_server() -> tuple[str, object]:
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>not here</html>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/directory", server
+
+
+def test_ca_down_while_the_reference_answers_with_an_error_page_is_still_staging(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    """Any HTTP answer from the twin proves this machine's network works."""
+    reference, server = _html_404_server()
+    try:
+        report = acmedryrun.dry_run(
+            ["down.example.com"], directory=f"https://127.0.0.1:{_closed_port()}/dir",
+            reference_directory=reference, ca_bundle=pebble.ca_bundle,
+            solver=HTTP01Webroot(str(tmp_path)), dns_resolver=pebble.dns_resolver, timeout=3)
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+    fatal = next(p for p in report.problems if p.severity.decisive)
+    assert (fatal.name, fatal.cause) == ("StagingUnreachable", Cause.STAGING)
+
+
+def test_untrusted_ca_with_an_unreachable_reference_is_never_the_client(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    """A closed twin says nothing about the trust store: staging, low confidence."""
+    with LocalPebble() as other:
+        report = acmedryrun.dry_run(
+            ["tls.example.com"], directory=other.directory_url,
+            reference_directory=f"https://127.0.0.1:{_closed_port()}/dir",
+            ca_bundle=pebble.ca_bundle, solver=HTTP01Webroot(str(tmp_path)),
+            dns_resolver=pebble.dns_resolver, timeout=5)
+    fatal = next(p for p in report.problems if p.severity.decisive)
+    assert fatal.cause is Cause.STAGING
+    assert fatal.confidence is acmedryrun.Confidence.LOW

@@ -199,3 +199,19 @@ def test_cli_exit_codes_through_the_proxy(upstream: LocalPebble, spec: str, code
     assert proc.returncode == code, proc.stderr
     assert report_json(proc)["verdict"] == ["likely_success", "client_error",
                                             "staging_unstable"][code]
+
+
+def test_staging_that_stops_answering_mid_run_is_staging_even_with_the_twin_down(
+    upstream: LocalPebble,
+) -> None:
+    """Staging answered directory, nonce, account and order: the network reaches it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    report, _, _ = through_proxy(upstream, ["midrun.example.com"], "finalize:reset",
+                                 timeout=3,
+                                 reference_directory=f"https://127.0.0.1:{closed}/dir")
+    assert report.verdict is Verdict.STAGING_UNSTABLE
+    assert (fatal(report).name, fatal(report).cause) == ("StagingUnreachable", Cause.STAGING)
