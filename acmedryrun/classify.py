@@ -226,7 +226,8 @@ def retry_kind(obs: Observation) -> RetryKind:
     if isinstance(obs, TransportError):
         return RetryKind.NONE if obs.kind is TransportKind.TLS_VERIFY else RetryKind.BACKOFF
     if isinstance(obs, MalformedResponse):
-        return RetryKind.BACKOFF
+        # A URL that cannot be requested stays unusable; a bad body may come right.
+        return RetryKind.NONE if obs.what == "url" else RetryKind.BACKOFF
     return RetryKind.NONE
 
 

@@ -16,6 +16,7 @@ import email.utils
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -213,6 +214,10 @@ class Acme:
                                        verify=self.verify, timeout=timeout)
             resp = Response(raw.status_code, raw.headers, raw.content, url)
             self.answered += 1
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as exc:
+            raise retry.RequestFailed(
+                c.MalformedResponse("url", f"the CA gave an unusable URL: {url!r}")) from exc
         except requests.RequestException as exc:
             kind = transport_kind(exc)
             log.debug("%s %s -> %s (%.0f ms)", method, url, kind.value,
@@ -370,6 +375,50 @@ class Authz:
     wildcard: bool
     status: str
     data: dict[str, Any]
+
+    @property
+    def challenges(self) -> list[dict[str, Any]]:
+        """The challenges (each checked to carry a string ``type`` and ``url``)."""
+        challenges: list[dict[str, Any]] = self.data["challenges"]
+        return challenges
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def _malformed(what: str, url: str, why: str) -> retry.RequestFailed:
+    return retry.RequestFailed(c.MalformedResponse(what, f"{url}: {why}"))
+
+
+def _str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def checked_order(url: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An order object as RFC 8555 section 7.1.3 requires it, or a staging fault."""
+    if not isinstance(data.get("status"), str):
+        raise _malformed("order", url, "no status")
+    if not _str_list(data.get("authorizations")) or not data["authorizations"]:
+        raise _malformed("order", url, "authorizations is not a list of URLs")
+    if not isinstance(data.get("finalize"), str):
+        raise _malformed("order", url, "no finalize URL")
+    return data
+
+
+def checked_authz(url: str, data: dict[str, Any]) -> Authz:
+    """An authorization object as RFC 8555 section 7.1.4 requires it, or a staging fault."""
+    ident = data.get("identifier")
+    if not isinstance(ident, dict) or not isinstance(ident.get("value"), str):
+        raise _malformed("authorization", url, "no identifier")
+    if not isinstance(data.get("status"), str):
+        raise _malformed("authorization", url, "no status")
+    challenges = data.get("challenges")
+    if not isinstance(challenges, list) or not all(
+            isinstance(ch, dict) and isinstance(ch.get("type"), str)
+            and isinstance(ch.get("url"), str) for ch in challenges):
+        raise _malformed("authorization", url, "challenges is not a list of challenge objects")
+    return Authz(url, ident["value"], str(ident.get("type", "dns")), bool(data.get("wildcard")),
+                 data["status"], data)
 
 
 @dataclass
@@ -647,7 +696,7 @@ class Flow:
 
         def post() -> tuple[str, dict[str, Any]]:
             resp = self.acme.post(url, payload, step=Step.ORDER)
-            return resp.location, resp.json()
+            return resp.location, checked_order(resp.location, resp.json())
 
         result: tuple[str, dict[str, Any]] = self.acme.with_retries(Step.ORDER, post)
         return result
@@ -655,14 +704,10 @@ class Flow:
     def read_authz(self, url: str, *, poll: bool = False) -> Authz:
         """POST-as-GET one authorization (RFC 8555 section 7.5)."""
         step = Step.CHALLENGE if poll else Step.AUTHORIZATION
-        data = self.acme.with_retries(
-            step, lambda: self.acme.post(url, None, step=step, poll=poll).json()
-        )
-        ident = data.get("identifier") or {}
-        if not isinstance(ident, dict) or "value" not in ident or "status" not in data:
-            raise retry.RequestFailed(c.MalformedResponse("authorization", f"{url}: {data}"))
-        return Authz(url, ident["value"], ident.get("type", "dns"), bool(data.get("wildcard")),
-                     data["status"], data)
+        authz: Authz = self.acme.with_retries(
+            step, lambda: checked_authz(url, self.acme.post(url, None, step=step,
+                                                            poll=poll).json()))
+        return authz
 
     def deactivate(self, url: str, step: Step) -> None:
         """Deactivate one authorization (RFC 8555 section 7.5.2)."""
@@ -729,16 +774,20 @@ class Flow:
 
     def _challenge_for(self, authz: Authz) -> Challenge:
         ctype = self.solver.challenge_type
-        found = next((ch for ch in authz.data.get("challenges", []) if ch.get("type") == ctype),
-                     None)
+        found = next((ch for ch in authz.challenges if ch["type"] == ctype), None)
         if found is None:
-            offered = ", ".join(ch.get("type", "?") for ch in authz.data.get("challenges", []))
+            offered = ", ".join(ch["type"] for ch in authz.challenges)
             raise self.fail(
                 c.SolverError(c.SolverErrorKind.NO_CHALLENGE,
                               f"{authz.identifier}: no {ctype} challenge offered (offered: "
                               f"{offered or 'none'})"),
                 Step.CHALLENGE, authz.identifier)
         assert self.acme.key is not None  # noqa: S101
+        if not _TOKEN.fullmatch(found.get("token") or ""):
+            # RFC 8555 section 8.1: base64url only.  Anything else could escape a webroot.
+            raise self.fail(c.MalformedResponse(
+                "challenge", f"{found['url']}: token {found.get('token')!r} is not base64url"),
+                Step.CHALLENGE, authz.identifier)
         key_auth = key_authorization(found["token"], self.acme.key)
         return Challenge(
             type=ctype, identifier=authz.identifier, identifier_type=authz.identifier_type,
@@ -847,7 +896,8 @@ class Flow:
         """POST-as-GET the order."""
         data: dict[str, Any] = self.acme.with_retries(
             Step.FINALIZE,
-            lambda: self.acme.post(self.order_url, None, step=Step.FINALIZE, poll=poll).json(),
+            lambda: checked_order(self.order_url, self.acme.post(
+                self.order_url, None, step=Step.FINALIZE, poll=poll).json()),
         )
         return data
 

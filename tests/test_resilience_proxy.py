@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import cli, http_solver, report_json
@@ -215,3 +216,46 @@ def test_staging_that_stops_answering_mid_run_is_staging_even_with_the_twin_down
                                  reference_directory=f"https://127.0.0.1:{closed}/dir")
     assert report.verdict is Verdict.STAGING_UNSTABLE
     assert (fatal(report).name, fatal(report).cause) == ("StagingUnreachable", Cause.STAGING)
+
+
+@pytest.mark.parametrize("patch_fault", [
+    ("order", {"authorizations": None}),
+    ("order", {"finalize": None}),
+    ("order", {"authorizations": "not-a-list"}),
+    ("authz", {"challenges": [1]}),
+    ("authz", {"challenges": None}),
+    ("authz", {"identifier": "example.com"}),
+    ("order", {"authorizations": ["not a url at all"]}),
+])
+def test_malformed_but_valid_json_from_the_ca_is_a_staging_problem_not_a_crash(
+    upstream: LocalPebble, patch_fault: tuple[str, dict[str, object]]
+) -> None:
+    from acmedryrun.testing import Fault
+
+    endpoint, patch = patch_fault
+    with FaultProxy(upstream.directory_url, upstream_ca_bundle=upstream.ca_bundle,
+                    faults=[Fault(endpoint, "patch", patch=patch)]) as proxy:
+        report = acmedryrun.dry_run(
+            [f"m-{abs(hash(str(patch)))}.example.com"], directory=proxy.directory_url,
+            ca_bundle=proxy.ca_bundle, solver=http_solver(upstream),
+            dns_resolver=upstream.dns_resolver, timeout=3)
+    assert report.verdict is Verdict.STAGING_UNSTABLE, report.problems
+    assert fatal(report).name == "MalformedResponse"
+
+
+def test_a_challenge_token_that_could_escape_the_webroot_is_refused(
+    upstream: LocalPebble, tmp_path: Path
+) -> None:
+    from acmedryrun.solvers import HTTP01Webroot
+    from acmedryrun.testing import Fault
+
+    evil = {"challenges": [{"type": "http-01", "url": "https://127.0.0.1:1/chal",
+                            "token": "../../../etc/evil", "status": "pending"}]}
+    with FaultProxy(upstream.directory_url, upstream_ca_bundle=upstream.ca_bundle,
+                    faults=[Fault("authz", "patch", patch=evil)]) as proxy:
+        report = acmedryrun.dry_run(
+            ["evil.example.com"], directory=proxy.directory_url, ca_bundle=proxy.ca_bundle,
+            solver=HTTP01Webroot(tmp_path), dns_resolver=upstream.dns_resolver, timeout=5)
+    assert report.verdict is Verdict.STAGING_UNSTABLE
+    assert "not base64url" in fatal(report).detail
+    assert list(tmp_path.rglob("evil")) == []
