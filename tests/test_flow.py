@@ -271,3 +271,31 @@ def test_raise_for_verdict_raises_with_the_report_unless_likely_success(
     with pytest.raises(acmedryrun.DryRunFailed, match="client_error") as info:
         bad.raise_for_verdict()
     assert info.value.report is bad
+
+
+def test_a_hook_never_runs_past_the_deadline(pebble: LocalPebble, unique_name: str) -> None:
+    from acmedryrun.solvers import DNS01Hook
+
+    started = time.monotonic()
+    report = run(pebble, [unique_name], solver=DNS01Hook("sleep 30", timeout=120), timeout=2)
+    assert time.monotonic() - started < 2 + 3, "the hook was cut at the run's deadline"
+    fatal = next(p for p in report.problems if p.severity.decisive)
+    assert fatal.cause is Cause.CLIENT
+
+
+def test_a_hook_cut_short_because_staging_ate_the_time_is_not_the_clients_fault(
+    pebble: LocalPebble, unique_name: str
+) -> None:
+    """Two 503s with Retry-After: 2 use most of the deadline; the hook is not to blame."""
+    from acmedryrun.solvers import DNS01Hook
+    from acmedryrun.testing import FaultProxy, parse_fault
+
+    with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle,
+                    faults=[parse_fault("order:status:503,retry_after=2,count=2")]) as proxy:
+        report = acmedryrun.dry_run(
+            [unique_name], directory=proxy.directory_url, ca_bundle=proxy.ca_bundle,
+            solver=DNS01Hook("sleep 2.5", timeout=10), dns_resolver=pebble.dns_resolver,
+            timeout=5.5)
+    assert report.verdict is Verdict.STAGING_UNSTABLE, report.problems
+    fatal = next(p for p in report.problems if p.severity.decisive)
+    assert (fatal.name, fatal.cause) == ("DeadlineExceeded", Cause.STAGING)

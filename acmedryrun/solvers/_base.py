@@ -16,6 +16,7 @@ webroot), which stops the run before it talks to the CA.
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -38,6 +39,9 @@ class Challenge:
             TXT value (base64url SHA-256 of it) for dns-01, the SHA-256 digest
             (hex) for tls-alpn-01.
         url: The challenge URL at the CA.
+        deadline: When the run's deadline expires, on the :func:`time.monotonic`
+            clock (None: no deadline).  A solver should finish ``perform`` by then;
+            :meth:`time_left` says how long that is.
     """
 
     type: str
@@ -48,6 +52,13 @@ class Challenge:
     key_authorization: str
     validation: str
     url: str
+    deadline: float | None = None
+
+    def time_left(self, floor: float = 0.0) -> float | None:
+        """Seconds until :attr:`deadline` (at least ``floor``), or None without one."""
+        if self.deadline is None:
+            return None
+        return max(floor, self.deadline - time.monotonic())
 
     @property
     def domain(self) -> str:

@@ -41,6 +41,8 @@ from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 CHALLENGE_LABEL = "_acme-challenge"
 
 DEFAULT_HOOK_TIMEOUT = 120.0
+#: Seconds a cleanup hook may still run after the run's deadline has passed.
+CLEANUP_GRACE = 5.0
 DEFAULT_PROPAGATION_TIMEOUT = 120.0
 
 #: How much of a failed hook's stderr a problem quotes.
@@ -435,17 +437,21 @@ class DNS01Hook(_DNS01Solver):
         })
         return env
 
-    def _run(self, which: str, command: str, env: Mapping[str, str]) -> HookResult:
+    def _run(self, which: str, command: str, env: Mapping[str, str],
+             challenge: Challenge) -> HookResult:
         shown = redact_command(command)
+        # Never past the run's deadline; a cleanup still gets a few seconds after it.
+        left = challenge.time_left(floor=CLEANUP_GRACE if which == "cleanup" else 0.0)
+        limit = self.timeout if left is None else min(self.timeout, left)
         try:
-            result = run_hook(command, env, self.timeout)
+            result = run_hook(command, env, limit)
         except OSError as exc:  # /bin/sh missing, fork failed, no temp dir
             raise SolverFailure(SolverErrorKind.HOOK_FAILED,
                                 f"{which} hook '{shown}' could not be started: {exc}") from exc
         if result.timed_out:
             raise SolverFailure(
                 SolverErrorKind.HOOK_TIMEOUT,
-                f"{which} hook '{shown}' did not finish within {self.timeout:g} s;"
+                f"{which} hook '{shown}' did not finish within {limit:.3g} s;"
                 " its process group was killed")
         if result.returncode != 0:
             tail = stderr_tail(result.stderr)
@@ -457,7 +463,7 @@ class DNS01Hook(_DNS01Solver):
     def _set(self, challenge: Challenge) -> None:
         env = self.environment(challenge)
         self._auth_output[challenge.url] = ""
-        result = self._run("auth", self.auth_hook, env)
+        result = self._run("auth", self.auth_hook, env, challenge)
         # certbot passes the stripped stdout to the cleanup hook.
         self._auth_output[challenge.url] = result.stdout.strip().replace("\0", "")
 
@@ -467,7 +473,7 @@ class DNS01Hook(_DNS01Solver):
             return
         env = self.environment(challenge)
         env["CERTBOT_AUTH_OUTPUT"] = output
-        self._run("cleanup", self.cleanup_hook, env)
+        self._run("cleanup", self.cleanup_hook, env, challenge)
 
 
 # ------------------------------------------------------------------ callables
