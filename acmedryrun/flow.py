@@ -581,6 +581,11 @@ class Flow:
             self.finalize()
         except StopRun:
             pass
+        except KeyboardInterrupt:
+            # Stop promptly: no more requests or waits; cleanup removes what the solver
+            # placed and skips the deactivations (they need the CA).
+            self.acme.deadline.cancel()
+            raise
         finally:
             self.cleanup()
 

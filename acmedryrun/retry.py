@@ -74,6 +74,10 @@ class Deadline:
         """True once the deadline has passed or was cancelled."""
         return self.remaining() <= 0.0
 
+    def cancel(self) -> None:
+        """End the deadline now (Ctrl-C): waits wake, requests stop being sent."""
+        self._cancel.set()
+
     @property
     def cancelled(self) -> bool:
         """True when the run was cancelled (not merely out of time)."""

@@ -247,3 +247,36 @@ def test_a_bug_in_acmedryrun_is_exit_70_with_a_traceback_never_a_verdict() -> No
     assert "Traceback" in proc.stderr
     assert "TypeError: simulated bug" in proc.stderr
     assert proc.stdout == "", "no verdict, no report"
+
+
+def test_ctrl_c_during_a_check_exits_130_promptly(unique_name: str) -> None:
+    """A run stuck waiting on a slow staging stops at once on SIGINT.
+
+    Deactivations answer 503 too: cleanup must not retry them after an interrupt.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from acmedryrun.testing import FaultProxy, parse_fault
+
+    with LocalPebble() as p, FaultProxy(
+            p.directory_url, upstream_ca_bundle=p.ca_bundle,
+            faults=[parse_fault("authz:patch,status=pending"),
+                    parse_fault("deactivate:status:503")]) as proxy:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "acmedryrun", "check", "-d", unique_name, "--directory",
+             proxy.directory_url, "--ca-bundle", proxy.ca_bundle, "--http-01-port",
+             str(p.http_port), "--http-01-address", "127.0.0.1", "--dns-resolver",
+             p.dns_resolver, "--timeout", "60"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proxy.hits("authz") < 3:
+            time.sleep(0.05)  # the run is polling an authorization stuck pending
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < 3
+    assert "Traceback" not in stderr
