@@ -1077,20 +1077,25 @@ class Checks:
                 if hop == MAX_REDIRECTS:
                     return _Fetch(address, "SelfCheckBadRedirect",
                                   f"{where}: more than {MAX_REDIRECTS} redirects")
-                target = urljoin(url, location or "")
-                why = self._bad_redirect(target, location, seen, ch.identifier_type)
+                try:
+                    # A Location the subscriber's server sends may be any text.
+                    target = urljoin(url, location or "")
+                    why = self._bad_redirect(target, location, seen, ch.identifier_type)
+                    parts = urlsplit(target)
+                    port = parts.port or (self.http_port if parts.scheme == "http"
+                                          else HTTPS_PORT)
+                except ValueError as exc:
+                    why = f"not a usable URL ({exc})"
                 if why:
                     return _Fetch(address, "SelfCheckBadRedirect", f"{where}: {status} to"
                                   f" {location!r}: {why}")
-                parts = urlsplit(target)
                 scheme, host = parts.scheme, (parts.hostname or "").lower()
-                port = parts.port or (self.http_port if scheme == "http" else HTTPS_PORT)
                 path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
                 address = origin
                 if host != ch.identifier.lower():
                     try:
                         choice = self._addresses(host)
-                    except _NoAnswer:
+                    except (_NoAnswer, dns.exception.DNSException, ValueError):
                         choice = []
                     same = [a for a in choice if (":" in a) == (":" in address)]
                     if not (same or choice):

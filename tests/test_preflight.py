@@ -544,6 +544,21 @@ def test_redirects_within_the_rules_are_followed_to_the_answer(
     assert w.hosts[-1] == f"alias.example.com:{w.port}"
 
 
+@pytest.mark.parametrize("location", [
+    "http://a..example.com/x",
+    "http://" + "x" * 70 + ".example.com/x",
+    "http://[::1/x",
+    "http://www.example.com:99999/x",
+])
+def test_a_redirect_to_an_unusable_url_is_a_warning_not_a_crash(
+    tiny: TinyDns, web: Callable[..., Web], location: str
+) -> None:
+    w = web({PATH: (302, {"Location": location}, b"")})
+    problems, passed = self_check(tiny, w.port, challenge("www.example.com"))
+    assert names(problems) == ["SelfCheckBadRedirect"]
+    assert passed == frozenset()
+
+
 def _self_signed(tmp_path: Path) -> ssl.SSLContext:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.com")])
