@@ -71,8 +71,7 @@ def resolve_directory(directory: str, *, allow_production: bool,
         raise UsageError("--directory: empty")
     known = directories.by_alias(directory)
     if known is None:
-        parts = urlsplit(directory)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
+        if not _is_url(directory):
             raise UsageError(
                 f"--directory: {directory!r} is neither a URL nor a known alias"
                 f" ({', '.join(directories.aliases())})")
@@ -87,12 +86,34 @@ def resolve_directory(directory: str, *, allow_production: bool,
     if reference_directory is not None:
         ref = directories.by_alias(reference_directory)
         ref_url = ref.url if ref else reference_directory
-        if not urlsplit(ref_url).hostname:
+        if not _is_url(ref_url):
             raise UsageError(f"--reference-directory: {reference_directory!r} is not a URL")
     else:
         twin = directories.twin_of(known) if known else None
         ref_url = twin.url if twin else None
     return _Target(url, known, ref_url)
+
+
+def _check_ca_bundle(path: str) -> None:
+    """The trust anchors must load: a file of PEM CA certificates."""
+    import ssl
+
+    if not Path(path).is_file():
+        raise UsageError(f"--ca-bundle: {path} is not a readable file")
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise UsageError(f"--ca-bundle: {path} holds no PEM CA certificate ({exc})") from exc
+
+
+def _is_url(text: str) -> bool:
+    """An http(s) URL with a host and, if any, a valid port."""
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("https", "http") and bool(parts.hostname)
 
 
 def _read_input(path: str | os.PathLike[str], option: str) -> bytes:
@@ -264,8 +285,8 @@ def _plan(identifiers: Sequence[str], *, directory: str, solver: Solver | None,
         raise UsageError(f"--timeout: {timeout!r} is not a number of seconds in (0, 86400]")
     target = resolve_directory(directory, allow_production=allow_production,
                                reference_directory=reference_directory)
-    if ca_bundle is not None and not Path(ca_bundle).is_file():
-        raise UsageError(f"--ca-bundle: {os.fspath(ca_bundle)} is not a readable file")
+    if ca_bundle is not None:
+        _check_ca_bundle(os.fspath(ca_bundle))
     verify: str | bool = (
         os.fspath(ca_bundle) if ca_bundle is not None
         else os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
@@ -297,6 +318,8 @@ def _plan(identifiers: Sequence[str], *, directory: str, solver: Solver | None,
     if isinstance(caa_identities, str):
         raise UsageError("caa_identities: pass a list of issuer domains, not a string")
     caa = tuple(i.strip().lower() for i in caa_identities) if caa_identities else None
+    if caa is not None and not all(caa):
+        raise UsageError("--caa-identity: empty")
     renewing_pem = _renewing(renewing) if renewing is not None else None
     return _Plan(target, tuple(idents), solver, verify, float(timeout), key_type, csr_info, jwk,
                  new_key_path, email, eab, profile, preflight, resolver, caa,
@@ -371,6 +394,15 @@ def _execute(plan: _Plan, listener: Callable[[Event], None], started: float,
         for problem in state.problems:
             listener(Event("problem", problem.step, problem=problem))
         if failed:
+            return _build_report(plan, state, None, started)
+    else:
+        # Even without preflight, an identifier the solver can never validate (a
+        # wildcard over http-01) is not worth an order at the CA.
+        state.problems += preflight.check_fit(
+            plan.idents, challenge_type=plan.solver.challenge_type,
+            supports_wildcard=plan.solver.supports_wildcard,
+            supports_ip=plan.solver.supports_ip)
+        if state.problems:
             return _build_report(plan, state, None, started)
 
     jwk = plan.account_key

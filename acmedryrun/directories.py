@@ -67,9 +67,13 @@ _BY_ALIAS = {d.alias: d for d in KNOWN}
 
 
 def _normalize(url: str) -> str:
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        port_number = parts.port
+    except ValueError:  # a malformed URL matches no known directory
+        return url.strip()
     host = (parts.hostname or "").lower()
-    port = f":{parts.port}" if parts.port and parts.port != 443 else ""
+    port = f":{port_number}" if port_number and port_number != 443 else ""
     return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}"
 
 

@@ -263,6 +263,29 @@ def _ca_policy(ident: Identifier, known: KnownDirectory) -> list[Problem]:
     return []
 
 
+def check_fit(identifiers: Sequence[Identifier], *, challenge_type: str,
+              supports_wildcard: bool, supports_ip: bool) -> list[Problem]:
+    """Can the solver's challenge type validate these identifiers at all?
+
+    This runs even with preflight off: a wildcard over http-01 can never be
+    validated, and the CA need not be asked to find that out.
+    """
+    problems: list[Problem] = []
+    for ident in identifiers:
+        if ident.wildcard and not supports_wildcard:
+            problems.append(_problem(
+                "WildcardNeedsDns01", ident.value,
+                f"{ident.value} is a wildcard but the challenge is {challenge_type}",
+                "Wildcard names can only be validated with dns-01 (RFC 8555 section 7.1.3):"
+                " use --dns-01-auth-hook."))
+        if ident.type == "ip" and not supports_ip:
+            problems.append(_problem(
+                "IpNeedsHttpOrTlsAlpn", ident.value,
+                f"{ident.value} is an IP address but the challenge is {challenge_type}",
+                "IP identifiers (RFC 8738) validate with http-01 or tls-alpn-01 only."))
+    return problems
+
+
 def check_identifiers(
     identifiers: Sequence[Identifier],
     *,
@@ -299,17 +322,8 @@ def check_identifiers(
         seen.add(ident.value)
         syntax = check_syntax(ident)
         problems += syntax
-        if ident.wildcard and not supports_wildcard:
-            problems.append(_problem(
-                "WildcardNeedsDns01", ident.value,
-                f"{ident.value} is a wildcard but the challenge is {challenge_type}",
-                "Wildcard names can only be validated with dns-01 (RFC 8555 section 7.1.3):"
-                " use --dns-01-auth-hook."))
-        if ident.type == "ip" and not supports_ip:
-            problems.append(_problem(
-                "IpNeedsHttpOrTlsAlpn", ident.value,
-                f"{ident.value} is an IP address but the challenge is {challenge_type}",
-                "IP identifiers (RFC 8738) validate with http-01 or tls-alpn-01 only."))
+        problems += check_fit([ident], challenge_type=challenge_type,
+                              supports_wildcard=supports_wildcard, supports_ip=supports_ip)
         if known is not None and not syntax:
             problems += _ca_policy(ident, known)
     limit = MAX_NAMES.get(known.ca) if known else None

@@ -163,9 +163,11 @@ def test_email_becomes_the_accounts_contact(pebble: LocalPebble, unique_name: st
     assert report.verdict is Verdict.LIKELY_SUCCESS, report.problems
 
 
-def test_wildcard_with_http01_is_client_error_without_contacting_the_ca() -> None:
+@pytest.mark.parametrize("preflight", [True, False])
+def test_wildcard_with_http01_is_client_error_without_contacting_the_ca(preflight: bool) -> None:
     report = acmedryrun.dry_run(["*.example.com"], directory="https://127.0.0.1:9/dir",
-                                solver=acmedryrun.solvers.HTTP01Webroot("/"), timeout=5)
+                                solver=acmedryrun.solvers.HTTP01Webroot("/"), timeout=5,
+                                preflight=preflight)
     assert report.verdict is Verdict.CLIENT_ERROR
     assert fatal(report).name == "WildcardNeedsDns01"
     assert report.requests.total == 0

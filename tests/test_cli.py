@@ -65,9 +65,19 @@ def test_check_unreachable_ca_exits_2(unique_name: str, tmp_path: Path) -> None:
 
 
 def test_python_dash_m_and_console_script_agree() -> None:
-    proc = cli("--help")
-    assert proc.returncode == 0
-    assert "check" in proc.stdout
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("acmedryrun", path=os.path.dirname(sys.executable))
+    assert script, "the console script is installed beside the interpreter"
+    via_script = subprocess.run([script, "--help"], capture_output=True, text=True,
+                                check=False, timeout=30)
+    via_module = cli("--help")
+    assert via_script.returncode == via_module.returncode == 0
+    assert via_script.stdout.replace("acmedryrun", "X") == \
+        via_module.stdout.replace("acmedryrun", "X")
+    assert "check" in via_script.stdout
 
 
 @pytest.fixture
@@ -95,6 +105,15 @@ def busy_port() -> Iterator[int]:
         (["check", "-d", "a.example", "--ca-bundle", "/nonexistent/ca.pem"], "--ca-bundle"),
         (["check", "-d", "a.example", "--directory", "letsencrypt"], "production"),
         (["check", "-d", "a b.example"], "-d"),
+        (["check", "-d", "a.example.com", "--directory", "https://127.0.0.1:99999/dir"],
+         "--directory"),
+        (["check", "-d", "a.example.com", "--directory", "https://[::1/dir"], "--directory"),
+        (["check", "-d", "a.example.com", "--reference-directory", "https://[::1/"],
+         "--reference-directory"),
+        (["check", "-d", "a.example.com", "--ca-bundle", "/etc/hostname"], "--ca-bundle"),
+        (["check", "-d", "a.example.com", "--caa-identity", ""], "--caa-identity"),
+        (["check", "-d", "a.example.com", "--dns-resolver", "dns.example:53"],
+         "--dns-resolver"),
         (["frobnicate"], "frobnicate"),
         ([], "usage"),
     ],
@@ -141,12 +160,19 @@ def test_unwritable_webroot_is_exit_64(tmp_path: Path) -> None:
         root.chmod(0o700)
 
 
-def test_new_account_key_is_not_created_when_input_is_bad(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad", [
+    ["--directory", "letsencrypt"],          # refused after the key path was accepted
+    ["--http-01-port", "0", "--webroot", "/tmp"],
+    ["--ca-bundle", "/etc/hostname"],
+])
+def test_new_account_key_is_not_created_when_input_is_bad(
+    tmp_path: Path, bad: list[str]
+) -> None:
     key = tmp_path / "new.pem"
-    proc = cli("check", "-d", "a.example.com", "--account-key", str(key),
-               "--key-type", "rsa1024")
+    proc = cli("check", "-d", "a.example.com", "--account-key", str(key), *bad)
     assert proc.returncode == 64
     assert not key.exists(), "nothing half-written"
+    assert list(tmp_path.iterdir()) == [], "no temporary file either"
 
 
 def test_json_goes_to_stdout_only(pebble: LocalPebble, unique_name: str) -> None:
