@@ -133,8 +133,11 @@ def _account_key(
         return None, None
     if isinstance(account_key, bytes):
         return certs.load_account_key(account_key, "<bytes>"), None
-    if isinstance(account_key, str) and account_key.lstrip().startswith(("-----BEGIN", "{")):
-        return certs.load_account_key(account_key.encode(), "<string>"), None
+    if isinstance(account_key, str) and (
+            "-----BEGIN" in account_key or "\n" in account_key
+            or account_key.lstrip().startswith("{")):
+        # Key material, not a path: never echo it in a message.
+        return certs.load_account_key(account_key.encode(), "the key given as a string"), None
     if isinstance(account_key, str | os.PathLike):
         path = Path(account_key)
         if path.exists():

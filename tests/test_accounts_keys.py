@@ -186,3 +186,15 @@ def test_unknown_profile_answered_with_invalid_profile_is_client_error(
             dns_resolver=pebble.dns_resolver, profile="nonexistent", timeout=10)
     assert report.verdict is Verdict.CLIENT_ERROR
     assert fatal(report).name == "InvalidProfile"
+
+
+def test_a_broken_key_given_as_text_is_a_usage_error_that_never_echoes_it() -> None:
+    secret = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgSECRETSECRETSECRET"
+    text = f"Bag Attributes\n    localKeyID: 01\n-----BEGIN PRIVATE KEY-----\n{secret}\n" \
+           "-----END PRIVATE KEY-----\n"
+    with pytest.raises(UsageError) as info:
+        acmedryrun.dry_run(["a.example.com"], directory="https://127.0.0.1:9/dir",
+                           account_key=text, solver=acmedryrun.solvers.HTTP01Webroot("/tmp"))
+    assert "--account-key" in str(info.value)
+    assert secret not in str(info.value)
+    assert "SECRET" not in repr(info.value)
