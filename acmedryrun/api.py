@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from acmedryrun import directories
@@ -123,10 +123,14 @@ def _read_input(path: str | os.PathLike[str], option: str) -> bytes:
         raise UsageError(f"{option}: cannot read {os.fspath(path)}: {exc.strerror}") from exc
 
 
-def _account_key(
+def account_key_of(
     account_key: str | os.PathLike[str] | bytes | JWK | None,
 ) -> tuple[JWK | None, Path | None]:
-    """Returns the key to use, or the path to create a new key at."""
+    """The account key to use, or the path to create a new key at (``--account-key``).
+
+    Raises:
+        UsageError: unreadable, not a key, or a path whose directory cannot hold it.
+    """
     from acmedryrun import certs
 
     if account_key is None:
@@ -244,6 +248,30 @@ def dry_run(
         plan.solver.close()
 
 
+def check_arguments(identifiers: Sequence[str], **kwargs: Any) -> None:
+    """Validate :func:`dry_run`'s arguments without sending or writing anything.
+
+    Raises:
+        UsageError: what :func:`dry_run` would raise for them.
+    """
+    kwargs.pop("on_event", None)
+    kwargs.pop("cancel", None)
+    _plan(identifiers, **_with_defaults(kwargs))
+
+
+def _with_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+    defaults: dict[str, Any] = {
+        "solver": None, "ca_bundle": None, "timeout": DEFAULT_TIMEOUT, "key_type": "ec256",
+        "csr": None, "account_key": None, "email": None, "eab": None, "profile": None,
+        "preflight": True, "dns_resolver": None, "caa_identities": None,
+        "reference_directory": None, "allow_production": False, "renewing": None,
+    }
+    unknown = set(kwargs) - set(defaults) - {"directory"}
+    if unknown:
+        raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    return {**defaults, **kwargs}
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """The validated arguments of one dry run."""
@@ -310,7 +338,7 @@ def _plan(identifiers: Sequence[str], *, directory: str, solver: Solver | None,
     elif key_type not in certs.KEY_TYPES:
         raise UsageError(f"--key-type: {key_type!r} is not one of {', '.join(certs.KEY_TYPES)}")
     idents = _identifiers(identifiers)
-    jwk, new_key_path = _account_key(account_key)
+    jwk, new_key_path = account_key_of(account_key)
     if solver is None:
         solver = HTTP01Standalone(port=80)
     if not isinstance(solver, Solver):

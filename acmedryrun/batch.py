@@ -19,6 +19,7 @@ commas, optionally followed by ``key=value`` options (``key-type``, ``profile``,
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -119,6 +120,7 @@ def dry_run_many(
     pace: float = 0.0,
     cancel: threading.Event | None = None,
     on_report: Callable[[BatchJob, Report], None] | None = None,
+    on_invalid: Callable[[BatchJob, str], None] | None = None,
     **options: Any,
 ) -> list[tuple[BatchJob, Report]]:
     """Dry-run many certificates with bounded concurrency and one shared account.
@@ -135,6 +137,9 @@ def dry_run_many(
         cancel: Set it to stop: running runs end at their next request, clean up,
             and are not reported; no new run starts.
         on_report: Called (from worker threads, one at a time) with each finished run.
+        on_invalid: Called with each job whose arguments are bad (an unknown key
+            type, a malformed name), which is then skipped; without it, the first
+            bad job raises :class:`UsageError`.
         **options: Any other :func:`acmedryrun.dry_run` keyword (``timeout`` is per
             run; ``account_key`` defaults to one fresh key shared by every run).
 
@@ -145,22 +150,43 @@ def dry_run_many(
         UsageError: bad arguments (checked before any run starts).
     """
     import acmedryrun
-    from acmedryrun import certs
+    from acmedryrun import api, certs
     from acmedryrun.solvers import HTTP01Standalone, Solver
 
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise UsageError(f"--concurrency: {concurrency!r} must be a whole number of at least 1")
-    if pace < 0:
-        raise UsageError(f"--pace: {pace!r} must not be negative")
-    normalized = [j if isinstance(j, BatchJob) else BatchJob(tuple(j)) for j in jobs]
-    if not normalized:
-        raise UsageError("batch: no certificate to check")
-    cancel = cancel or threading.Event()
-    if options.get("account_key") is None:
-        options["account_key"] = certs.jwk_from_private(certs.generate_key("ec256"))
+    if not (isinstance(pace, int | float) and math.isfinite(pace) and pace >= 0):
+        raise UsageError(f"--pace: {pace!r} must be a finite number of seconds, 0 or more")
     if solver is None:
         solver = HTTP01Standalone(port=80)
     shared = solver if isinstance(solver, Solver) else None
+    if shared is not None and not shared.shareable and concurrency > 1:
+        raise UsageError(f"solver: {type(shared).__name__} keeps per-run state; pass a factory"
+                         " (a callable returning a new solver) for concurrent runs")
+    # One account for the whole batch, resolved (or created, 0600) once, up front.
+    key, new_path = api.account_key_of(options.get("account_key"))
+    if new_path is not None:
+        fresh = certs.generate_key("ec256")
+        certs.write_private_key(new_path, fresh)
+        key = certs.jwk_from_private(fresh)
+    options["account_key"] = key or certs.jwk_from_private(certs.generate_key("ec256"))
+    # Every line's arguments are checked before any run starts; a bad line is reported
+    # and skipped, the others still run.
+    normalized: list[BatchJob] = []
+    for job in (j if isinstance(j, BatchJob) else BatchJob(tuple(j)) for j in jobs):
+        try:
+            api.check_arguments(list(job.identifiers), directory=directory,
+                                solver=shared if shared is not None else solver(),
+                                **{**options, **job.options})
+        except UsageError as exc:
+            if on_invalid is None:
+                raise
+            on_invalid(job, str(exc))
+            continue
+        normalized.append(job)
+    if not normalized:
+        raise UsageError("batch: no certificate to check")
+    cancel = cancel or threading.Event()
     if shared is not None:
         shared.open()  # bind once: a port in use is a usage error before any run
     pacer = _Pacer(pace, cancel)

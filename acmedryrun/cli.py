@@ -207,6 +207,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _pace(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 86400]")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -301,12 +311,27 @@ def cmd_batch(args: argparse.Namespace, out: Output) -> int:
     if not jobs:
         raise UsageError(f"batch: {args.file} holds no certificate to check"
                          + (f" ({len(errors)} unreadable line(s))" if errors else ""))
+    if args.output and os.path.isdir(args.output):
+        raise UsageError(f"--output: {args.output} is a directory")
     kwargs = _run_kwargs(args)
+    solver = _solver(args)
+    # A solver with per-run state (dns-01 hooks) gets a fresh instance per run.
+    solver_or_factory: Solver | Callable[[], Solver] = (
+        solver if solver.shareable else (lambda: _solver(args)))
     _warn_production_limits(jobs, args.directory, out)
-    sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    sink: TextIO | None = None if args.output else sys.stdout
     progress = Progress(out, len(jobs))
+    invalid = 0
+
+    def on_invalid(job: BatchJob, reason: str) -> None:
+        nonlocal invalid
+        invalid += 1
+        out.line(f"{args.file}:{job.line}: {reason}")
 
     def on_report(job: BatchJob, report: Report) -> None:
+        nonlocal sink
+        if sink is None:  # opened at the first report: a usage error leaves no file
+            sink = open(args.output, "w", encoding="utf-8")  # noqa: SIM115
         sink.write(report.to_json(indent=None) + "\n")
         sink.flush()
         progress.done(job, report)
@@ -314,15 +339,16 @@ def cmd_batch(args: argparse.Namespace, out: Output) -> int:
     results: list[tuple[BatchJob, Report]] = []
     interrupted = False
     try:
-        results = dry_run_many(jobs, solver=_solver(args), concurrency=args.concurrency,
-                               pace=args.pace, on_report=on_report, **kwargs)
+        results = dry_run_many(jobs, solver=solver_or_factory, concurrency=args.concurrency,
+                               pace=args.pace, on_report=on_report, on_invalid=on_invalid,
+                               **kwargs)
     except KeyboardInterrupt:
         interrupted = True
         results = progress.results
     finally:
-        if sink is not sys.stdout:
+        if sink is not None and sink is not sys.stdout:
             sink.close()
-    summary = Summary.of(results, len(jobs), len(errors))
+    summary = Summary.of(results, len(jobs) - invalid, len(errors) + invalid)
     progress.finish(summary, interrupted)
     if interrupted:
         return EX_INTERRUPTED
@@ -417,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(batch)
     batch.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
                        help="dry runs at once (default 4)")
-    batch.add_argument("--pace", type=float, default=0.0, metavar="SECONDS",
+    batch.add_argument("--pace", type=_pace, default=0.0, metavar="SECONDS",
                        help="minimum seconds between run starts (default 0)")
     batch.add_argument("--output", metavar="FILE",
                        help="write the JSON Lines reports here instead of stdout")

@@ -178,3 +178,82 @@ def test_ctrl_c_frees_the_standalone_port(slow_pebble: LocalPebble, tmp_path: Pa
     assert proc.returncode == 130
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):
         s.connect(("127.0.0.1", slow_pebble.http_port))  # nothing listens there any more
+
+
+def test_a_line_with_bad_options_is_reported_and_skipped_the_rest_run(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    path = tmp_path / "names.txt"
+    path.write_text("okA.example.com\nbadA.example.com key-type=bogus\n"
+                    "badB.example.com timeout=-1\nbad/name.example.com\nokB.example.com\n")
+    proc = cli(*batch_args(pebble, path, "--http-01-port", str(pebble.http_port),
+                           "--http-01-address", "127.0.0.1"))
+    assert proc.returncode == 1, proc.stderr
+    assert f"{path}:2: --key-type" in proc.stderr
+    assert f"{path}:3: --timeout" in proc.stderr
+    assert f"{path}:4: -d" in proc.stderr
+    done = sorted(json.loads(line)["identifiers"][0] for line in proc.stdout.splitlines())
+    assert done == ["oka.example.com", "okb.example.com"]
+
+
+def test_dns01_hooks_in_a_concurrent_batch_each_clean_up_their_own_run(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    hooks = Path(__file__).parent / "hooks"
+    log = tmp_path / "hooks.log"
+    names = [f"h{i}.hookbatch.example.com" for i in range(8)]
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(names) + "\n")
+    proc = cli(*batch_args(pebble, path, "--dns-01-auth-hook",
+                           str(hooks / "challtestsrv-auth.sh"), "--dns-01-cleanup-hook",
+                           str(hooks / "challtestsrv-cleanup.sh"), "--concurrency", "4"),
+               env={"CHALLTESTSRV_URL": pebble.challtestsrv_url, "HOOK_LOG": str(log)})
+    assert proc.returncode == 0, proc.stderr
+    lines = log.read_text().splitlines()
+    auths = [line for line in lines if line.startswith("auth ")]
+    cleanups = [line for line in lines if line.startswith("cleanup ")]
+    assert len(auths) == len(cleanups) == 8, "every auth hook has its cleanup"
+    for line in auths:  # CERTBOT_ALL_DOMAINS holds only that run's own names
+        name, all_domains = line.split()[1], line.split("all=")[1]
+        assert all_domains == name
+
+
+def test_a_new_account_key_is_created_once_and_shared_by_the_batch(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    key = tmp_path / "account.pem"
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(f"k{i}.keybatch.example.com" for i in range(6)) + "\n")
+    proc = cli(*batch_args(pebble, path, "--http-01-port", str(pebble.http_port),
+                           "--http-01-address", "127.0.0.1", "--concurrency", "6",
+                           "--account-key", str(key)))
+    assert proc.returncode == 0, proc.stderr
+    accounts = {json.loads(line)["account_url"] for line in proc.stdout.splitlines()}
+    assert len(accounts) == 1
+    assert os.stat(key).st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (("--pace", "inf"), "--pace"),
+    (("--webroot", "/tmp", "--http-01-port", "8080"), "exclude each other"),
+    (("--directory", "no-such-alias"), "no-such-alias"),
+])
+def test_batch_usage_errors_leave_an_existing_output_file_untouched(
+    tmp_path: Path, extra: tuple[str, ...], needle: str
+) -> None:
+    out = tmp_path / "reports.jsonl"
+    out.write_text("yesterday's reports\n")
+    path = tmp_path / "names.txt"
+    path.write_text("a.example.com\n")
+    proc = cli("batch", str(path), "--output", str(out), *extra)
+    assert proc.returncode == 64, proc.stderr
+    assert needle in proc.stderr
+    assert out.read_text() == "yesterday's reports\n"
+
+
+def test_batch_output_that_is_a_directory_is_exit_64(tmp_path: Path) -> None:
+    path = tmp_path / "names.txt"
+    path.write_text("a.example.com\n")
+    proc = cli("batch", str(path), "--output", str(tmp_path))
+    assert proc.returncode == 64
+    assert "--output" in proc.stderr

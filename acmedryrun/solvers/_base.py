@@ -83,11 +83,16 @@ class Solver(abc.ABC):
         supports_wildcard: Whether it can validate ``*.name`` (only dns-01 can).
         supports_ip: Whether it can validate IP identifiers (RFC 8738: http-01
             and tls-alpn-01 can, dns-01 cannot).
+        shareable: Whether :func:`acmedryrun.batch.dry_run_many` may hand one instance
+            to concurrent runs; otherwise pass it a factory.
     """
 
     challenge_type: ClassVar[str] = ""
     supports_wildcard: ClassVar[bool] = False
     supports_ip: ClassVar[bool] = False
+    #: Whether one instance may serve several concurrent runs (batch mode): its
+    #: open/close nest and its per-challenge state is keyed by token.
+    shareable: ClassVar[bool] = False
 
     def open(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Acquire what the solver needs, before any request is sent.

@@ -74,6 +74,7 @@ class HTTP01Standalone(Solver):
 
     challenge_type: ClassVar[str] = "http-01"
     supports_ip: ClassVar[bool] = True
+    shareable: ClassVar[bool] = True
 
     def __init__(self, port: int = 80, address: str = "") -> None:
         if not 0 <= port < 65536:  # 0: any free port (tests), see bound_port
@@ -166,6 +167,7 @@ class HTTP01Webroot(Solver):
 
     challenge_type: ClassVar[str] = "http-01"
     supports_ip: ClassVar[bool] = True
+    shareable: ClassVar[bool] = True
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)

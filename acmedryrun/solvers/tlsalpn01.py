@@ -194,6 +194,7 @@ class TLSALPN01Standalone(Solver):
 
     challenge_type: ClassVar[str] = "tls-alpn-01"
     supports_ip: ClassVar[bool] = True  # RFC 8738 section 6
+    shareable: ClassVar[bool] = True
 
     def __init__(self, port: int = 443, address: str = "") -> None:
         if not isinstance(port, int) or not 0 <= port < 65536:
@@ -208,6 +209,9 @@ class TLSALPN01Standalone(Solver):
         self.address = address
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._lock = threading.Lock()
+        # One responder may serve many concurrent runs (batch mode): open/close nest.
+        self._life = threading.Lock()
+        self._users = 0
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._files: dict[str, Path] = {}
         self._dir: Path | None = None
@@ -230,8 +234,12 @@ class TLSALPN01Standalone(Solver):
     # -------------------------------------------------------------- lifecycle
 
     def open(self) -> None:
-        if self._sock is not None:
-            return
+        with self._life:
+            if self._sock is None:
+                self._start()
+            self._users += 1
+
+    def _start(self) -> None:
         self._sock = self._bind()
         self._sock.settimeout(0.1)
         self._dir = Path(tempfile.mkdtemp(prefix="acmedryrun-tlsalpn01-"))  # mode 0700
@@ -270,6 +278,13 @@ class TLSALPN01Standalone(Solver):
                 from exc
 
     def close(self) -> None:
+        with self._life:
+            self._users = max(0, self._users - 1)
+            if self._users:
+                return
+            self._stop_serving()
+
+    def _stop_serving(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

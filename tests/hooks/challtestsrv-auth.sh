@@ -4,9 +4,8 @@
 # HOOK_LOG, if set, gets one line per call (the tests read it).
 set -eu
 : "${CHALLTESTSRV_URL:?CHALLTESTSRV_URL is not set}"
-curl -sS --fail --max-time 10 -X POST \
-    -d "{\"host\": \"_acme-challenge.${CERTBOT_DOMAIN}.\", \"value\": \"${CERTBOT_VALIDATION}\"}" \
-    "${CHALLTESTSRV_URL}/set-txt"
+python3 "$(dirname "$0")/_challtestsrv.py" set-txt \
+    "{\"host\": \"_acme-challenge.${CERTBOT_DOMAIN}.\", \"value\": \"${CERTBOT_VALIDATION}\"}"
 if [ -n "${HOOK_LOG:-}" ]; then
     echo "auth ${CERTBOT_DOMAIN} ${CERTBOT_VALIDATION} remaining=${CERTBOT_REMAINING_CHALLENGES} all=${CERTBOT_ALL_DOMAINS}" >> "$HOOK_LOG"
 fi

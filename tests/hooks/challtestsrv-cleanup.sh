@@ -3,9 +3,8 @@
 # Needs CHALLTESTSRV_URL; HOOK_LOG, if set, gets one line per call.
 set -eu
 : "${CHALLTESTSRV_URL:?CHALLTESTSRV_URL is not set}"
-curl -sS --fail --max-time 10 -X POST \
-    -d "{\"host\": \"_acme-challenge.${CERTBOT_DOMAIN}.\"}" \
-    "${CHALLTESTSRV_URL}/clear-txt"
+python3 "$(dirname "$0")/_challtestsrv.py" clear-txt \
+    "{\"host\": \"_acme-challenge.${CERTBOT_DOMAIN}.\"}"
 if [ -n "${HOOK_LOG:-}" ]; then
     echo "cleanup ${CERTBOT_DOMAIN} output=${CERTBOT_AUTH_OUTPUT:-}" >> "$HOOK_LOG"
 fi
