@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 EX_OK = 0
 EX_USAGE = 64
+EX_UNAVAILABLE = 69  # sysexits: a service it needs (Pebble, for the demo) is missing
 EX_SOFTWARE = 70
 EX_INTERRUPTED = 130
 
@@ -494,8 +495,14 @@ def cmd_proxy(args: argparse.Namespace, out: Output) -> int:
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
     """``acmedryrun demo``: a real dry run against a local Pebble, no internet needed."""
     from acmedryrun.demo import run_demo
+    from acmedryrun.testing._pebble import LocalPebbleError
 
-    return run_demo(args, out)
+    try:
+        return run_demo(args, out)
+    except LocalPebbleError as exc:  # Pebble missing or not starting: not a bug here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"{PROG}: demo: {first}", file=sys.stderr)
+        return EX_UNAVAILABLE
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {

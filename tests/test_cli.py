@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, cli_check, report_json
 
+from acmedryrun.schema import validate_report
 from acmedryrun.testing import LocalPebble
 
 #: Every key CONTRACT.md promises in the JSON report.
@@ -306,3 +308,22 @@ def test_ctrl_c_during_a_check_exits_130_promptly(unique_name: str) -> None:
     assert proc.returncode == 130, stderr
     assert time.monotonic() - sent < 3
     assert "Traceback" not in stderr
+
+
+def test_demo_without_pebble_names_the_debian_package_and_exits_69() -> None:
+    proc = cli("demo", env={"ACMEDRYRUN_PEBBLE": "/nonexistent/pebble"})
+    assert proc.returncode == 69
+    assert "apt-get install pebble" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_demo_all_shows_the_three_verdicts() -> None:
+    proc = cli("demo", "--scenario", "all", "--json")
+    assert proc.returncode == 0, proc.stderr
+    decoder, text, verdicts = json.JSONDecoder(), proc.stdout, []
+    while text.strip():
+        report, end = decoder.raw_decode(text.lstrip())
+        validate_report(report)
+        verdicts.append(report["verdict"])
+        text = text.lstrip()[end:]
+    assert verdicts == ["likely_success", "client_error", "staging_unstable"]
