@@ -116,7 +116,8 @@ def _is_url(text: str) -> bool:
     return parts.scheme in ("https", "http") and bool(parts.hostname)
 
 
-def _read_input(path: str | os.PathLike[str], option: str) -> bytes:
+def read_input(path: str | os.PathLike[str], option: str) -> bytes:
+    """Read an input file named by ``option``; unreadable is a usage error."""
     try:
         return Path(path).read_bytes()
     except OSError as exc:
@@ -145,7 +146,7 @@ def account_key_of(
     if isinstance(account_key, str | os.PathLike):
         path = Path(account_key)
         if path.exists():
-            return certs.load_account_key(_read_input(path, "--account-key"), str(path)), None
+            return certs.load_account_key(read_input(path, "--account-key"), str(path)), None
         if not path.parent.is_dir():
             raise UsageError(f"--account-key: directory {path.parent} does not exist")
         if not os.access(path.parent, os.W_OK):
@@ -361,7 +362,7 @@ def _renewing(renewing: bytes | str | os.PathLike[str]) -> bytes:
     """Read and check the certificate to renew (``--renewing``)."""
     from acmedryrun.twin import ari_cert_id
 
-    data = renewing if isinstance(renewing, bytes) else _read_input(renewing, "--renewing")
+    data = renewing if isinstance(renewing, bytes) else read_input(renewing, "--renewing")
     try:
         ari_cert_id(data)
     except ValueError as exc:

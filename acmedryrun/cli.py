@@ -250,29 +250,21 @@ def _solver(args: argparse.Namespace) -> Solver:
     return solvers.HTTP01Standalone(port=args.http_01_port or 80, address=args.http_01_address)
 
 
-def _read(path: str, option: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise UsageError(f"{option}: cannot read {path}: {exc.strerror}") from exc
-
-
 def cmd_check(args: argparse.Namespace, out: Output) -> int:
     """``acmedryrun check``: one dry run, reported."""
     import acmedryrun
+    from acmedryrun.api import read_input
 
     if not args.domains and not args.csr:
         raise UsageError("-d: give at least one name (or --csr)")
     if any(not d.strip() for d in args.domains):
         raise UsageError("-d: empty name")
-    if bool(args.eab_kid) != bool(args.eab_hmac_key):
-        raise UsageError("--eab-kid and --eab-hmac-key go together")
-    csr = _read(args.csr, "--csr") if args.csr else None
+    kwargs = _run_kwargs(args)
+    csr = read_input(args.csr, "--csr") if args.csr else None
     out.header = f"acmedryrun: dry run for {', '.join(args.domains) or args.csr} against" \
                  f" {args.directory}"
     report = acmedryrun.dry_run(args.domains, solver=_solver(args), csr=csr,
-                                on_event=out.on_event, **_run_kwargs(args))
+                                on_event=out.on_event, **kwargs)
     return _finish(report, args, out)
 
 

@@ -339,7 +339,8 @@ def _builtin(solver: Solver) -> bool:
     return type(solver).__module__.startswith("acmedryrun.")
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, cut to a readable length."""
     return f"{type(exc).__name__}: {_short(exc)}"
 
 
@@ -816,7 +817,7 @@ class Flow:
             if _builtin(self.solver):
                 raise  # a bug in acmedryrun's own solver: exit 70, never a verdict
             # A custom solver is the subscriber's (or their ACME client's) code.
-            failure = c.SolverError(c.SolverErrorKind.OTHER, _describe(exc))
+            failure = c.SolverError(c.SolverErrorKind.OTHER, describe(exc))
         if self.acme.deadline.expired and not self.acme.deadline.cancelled:
             failure = self._deadline_blame(time.monotonic() - started, ch)
         if failure is not None:
@@ -1020,7 +1021,7 @@ class Flow:
                     raise
                 status = StepStatus.FAILED
                 obs = (c.SolverError(exc.kind, exc.detail) if isinstance(exc, SolverFailure)
-                       else c.SolverError(c.SolverErrorKind.OTHER, _describe(exc)))
+                       else c.SolverError(c.SolverErrorKind.OTHER, describe(exc)))
                 self.add_problem(c.classify(obs, step=Step.CLEANUP, identifier=ch.domain,
                                             severity=Severity.WARNING))
         for url in self._run_authz_urls:

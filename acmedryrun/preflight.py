@@ -112,8 +112,6 @@ INTERNAL_TLDS = frozenset({
 })
 
 
-#: Per-CA production policy for the known directories (CONTRACT.md).
-MAX_NAMES = {"letsencrypt": 100, "google": 100, "buypass": 5}
 #: How the messages name each CA.
 CA_NAMES = {"letsencrypt": "Let's Encrypt", "google": "Google Trust Services",
             "buypass": "Buypass"}
@@ -326,7 +324,10 @@ def check_identifiers(
                               supports_wildcard=supports_wildcard, supports_ip=supports_ip)
         if known is not None and not syntax:
             problems += _ca_policy(ident, known)
-    limit = MAX_NAMES.get(known.ca) if known else None
+    from acmedryrun.twin import production_policy
+
+    policy = production_policy(known.ca) if known else None
+    limit = policy.names_per_certificate if policy else None
     if known is not None and limit is not None and len(seen) > limit:
         problems.append(_problem(
             "TooManyNames", None, f"{len(seen)} names in one certificate;"

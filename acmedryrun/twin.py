@@ -390,11 +390,6 @@ class _Fetched:
     headers: Mapping[str, str]
 
 
-def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) < 300 else text[:297] + "..."
-
-
 def _get_json(url: str, *, verify: str | bool, timeout: float) -> _Fetched | TwinUnavailable:
     """One GET that must answer 200 with JSON; every failure becomes TwinUnavailable."""
     import requests
@@ -414,9 +409,9 @@ def _get_json(url: str, *, verify: str | bool, timeout: float) -> _Fetched | Twi
             status, headers = resp.status_code, resp.headers
     except requests.RequestException as exc:
         from acmedryrun.classify import TransportKind
-        from acmedryrun.flow import transport_kind
+        from acmedryrun.flow import describe, transport_kind
 
-        return TwinUnavailable(url, UnavailableKind.UNREACHABLE, _short(exc),
+        return TwinUnavailable(url, UnavailableKind.UNREACHABLE, describe(exc),
                                tls_verify=transport_kind(exc) is TransportKind.TLS_VERIFY)
     ctype = headers.get("Content-Type", "").split(";")[0].strip().lower()
     html = ctype in ("text/html", "application/xhtml+xml") or body.lstrip()[:1] == b"<"
@@ -633,7 +628,9 @@ POLICIES: Mapping[str, CaPolicy] = {
         certificates_per_registered_domain=Limit(20, "week"),
         certificates_per_exact_set=Limit(5, "week"),
         authorization_failures_per_identifier=Limit(5, "hour"),
-        names_per_certificate=None,
+        # Buypass Go SSL certificates carry at most 5 names (its product terms; the
+        # rate-limit page does not repeat the figure).
+        names_per_certificate=5,
         ari_replacements_exempt=False,
         source="https://community.buypass.com/t/m2r5cj/rate-limits"),
 }
