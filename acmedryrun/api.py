@@ -461,6 +461,7 @@ def _execute(plan: _Plan, listener: Callable[[Event], None], started: float,
         reference_verify=plan.verify, on_event=listener, state=state,
         self_check=checks.self_check if checks else None,
         check_directory=checks.after_directory if checks else None,
+        check_account=checks.after_account if checks else None,
         allow_production=plan.allow_production, renewing=plan.renewing,
     )
     try:

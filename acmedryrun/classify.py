@@ -175,6 +175,21 @@ class AuthorizationInvalid:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class AccountStatus:
+    """The account object's ``status`` was not ``valid`` (RFC 8555 section 7.1.2)."""
+
+    status: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationReused:
+    """The CA handed back a valid authorization even after it was deactivated."""
+
+    detail: str = ""
+
+
 Observation: TypeAlias = (
     AcmeError
     | HttpError
@@ -185,6 +200,8 @@ Observation: TypeAlias = (
     | SolverError
     | InvalidChain
     | AuthorizationInvalid
+    | AccountStatus
+    | AuthorizationReused
 )
 
 
@@ -214,6 +231,9 @@ def retry_kind(obs: Observation) -> RetryKind:
             return RetryKind.BACKOFF
         if t == "rateLimited":
             return RetryKind.BACKOFF if obs.status == 503 else RetryKind.RATE_LIMIT
+        if t == "compound" and obs.subproblems and all(
+                retry_kind(sub) is RetryKind.BACKOFF for sub in obs.subproblems):
+            return RetryKind.BACKOFF
         if obs.status is not None and obs.status >= 500 and t not in ACME_TYPES:
             return RetryKind.BACKOFF
         return RetryKind.NONE
@@ -562,6 +582,29 @@ _INVALID_CHAIN = Rule(
     "The staging CA issued a chain that does not parse or does not match the request."
     " It says nothing about production.",
 )
+ACCOUNT_STATUS: Mapping[str, Rule] = {
+    "deactivated": Rule(
+        "AccountDeactivated", CLIENT,
+        "This account was deactivated (RFC 8555 section 7.3.6): use another account key, or"
+        " none and let acmedryrun create an account.",
+    ),
+    "revoked": Rule(
+        "AccountRevoked", CLIENT,
+        "The CA revoked this account: use another account key, and ask the CA why.",
+    ),
+}
+_ACCOUNT_STATUS_UNKNOWN = Rule(
+    "UnexpectedAccountStatus", STAGING,
+    "The CA reported an account status RFC 8555 does not define.",
+    LOW,
+)
+_AUTHZ_REUSED = Rule(
+    "AuthorizationReused", STAGING,
+    "The CA reused a valid authorization even after it was deactivated, so this name was"
+    " not validated today; a production run may still fail validation.",
+    MEDIUM,
+)
+
 _AUTHZ_INVALID = Rule(
     "AuthorizationInvalid", STAGING,
     "The CA marked the authorization invalid without saying why.",
@@ -600,6 +643,10 @@ def rule_for(obs: Observation, step: Step) -> Rule:
         return SOLVER[obs.kind]
     if isinstance(obs, InvalidChain):
         return _INVALID_CHAIN
+    if isinstance(obs, AccountStatus):
+        return ACCOUNT_STATUS.get(obs.status, _ACCOUNT_STATUS_UNKNOWN)
+    if isinstance(obs, AuthorizationReused):
+        return _AUTHZ_REUSED
     return _AUTHZ_INVALID
 
 
@@ -635,6 +682,8 @@ def _detail(obs: Observation) -> str:
         return f"{obs.kind.value}: {obs.detail}" if obs.detail else obs.kind.value
     if isinstance(obs, MalformedResponse):
         return f"{obs.what}: {obs.detail}" if obs.detail else obs.what
+    if isinstance(obs, AccountStatus):
+        return obs.detail or f"the account's status is {obs.status!r}"
     return obs.detail
 
 

@@ -470,6 +470,7 @@ class Flow:
         state: RunState,
         self_check: SelfCheck | None = None,
         check_directory: Callable[[Mapping[str, Any]], Sequence[Problem]] | None = None,
+        check_account: Callable[[str | None, str | None], Sequence[Problem]] | None = None,
         allow_production: bool = False,
         renewing: bytes | None = None,
     ) -> None:
@@ -487,6 +488,7 @@ class Flow:
         self.state = state
         self.self_check = self_check
         self.check_directory = check_directory
+        self.check_account = check_account
         self.allow_production = allow_production
         self.renewing = renewing
         self._prepared: list[Challenge] = []
@@ -577,6 +579,10 @@ class Flow:
                 self.acme.fetch_nonce()
             with self.step(Step.ACCOUNT):
                 self.account()
+            if self.check_account is not None:
+                # CAA accounturi against the account this run got (production's differs).
+                for problem in self.check_account(self.state.account_url, self.reference_url):
+                    self.add_problem(problem)
             authzs = self.place_order()
             self.solve(authzs)
             self.finalize()
@@ -688,10 +694,7 @@ class Flow:
         self.state.account_url = url
         status = account.get("status", "valid")
         if status != "valid":
-            self.add_problem(c.classify(
-                c.AcmeError("unauthorized", f"the account is {status}"), step=Step.ACCOUNT,
-                severity=Severity.FATAL))
-            raise StopRun
+            raise self.fail(c.AccountStatus(str(status)), Step.ACCOUNT)
 
     def new_order(self) -> tuple[str, dict[str, Any]]:
         """POST newOrder (RFC 8555 section 7.4)."""
@@ -741,14 +744,11 @@ class Flow:
                 authzs = [self.read_authz(u) for u in order.get("authorizations", [])]
                 for a in authzs:
                     if a.status == "valid":
-                        self.add_problem(Problem(
-                            name="AuthorizationReused", cause=c.STAGING,
-                            severity=Severity.WARNING, step=Step.AUTHORIZATION,
-                            identifier=a.identifier,
-                            detail="the CA reused a valid authorization even after it was"
-                            " deactivated",
-                            hint="This name was not validated today; a production run may"
-                            " still fail validation.", confidence=c.MEDIUM))
+                        self.add_problem(c.classify(
+                            c.AuthorizationReused("the CA reused a valid authorization even"
+                                                  " after it was deactivated"),
+                            step=Step.AUTHORIZATION, identifier=a.identifier,
+                            severity=Severity.WARNING))
             self._run_authz_urls = [a.url for a in authzs]
             self.order_data = order
         return authzs

@@ -755,6 +755,29 @@ def evaluate_caa(ident: str, caa: CaaSet, *, wildcard: bool,
     return []
 
 
+def caa_account_uris(caa: CaaSet, *, wildcard: bool, identities: Sequence[str],
+                     challenge_type: str) -> list[str | None]:
+    """The ``accounturi`` of each record that lets the CA issue here (None: any account).
+
+    Only records that name the CA and allow the run's validation method count
+    (RFC 8657 sections 3 and 4).  Pure.
+    """
+    tag = "issuewild" if wildcard and any(r.tag == "issuewild" for r in caa.records) \
+        else "issue"
+    ids = {i.lower().rstrip(".") for i in identities}
+    uris: list[str | None] = []
+    for record in caa.records:
+        parsed = parse_caa_value(record.value) if record.tag == tag else None
+        if parsed is None or parsed[0] not in ids:
+            continue
+        params = parsed[1]
+        if "validationmethods" in params and \
+                challenge_type not in params["validationmethods"].split(","):
+            continue
+        uris.append(params.get("accounturi"))
+    return uris
+
+
 def _caa_records(answer: DnsAnswer) -> tuple[CaaRecord, ...]:
     return tuple(
         CaaRecord(int(r.flags), bytes(r.tag).decode("ascii", "replace").lower(),  # type: ignore[attr-defined]
@@ -861,6 +884,9 @@ class Checks:
         self.challenge_type = ""
         self._dns = _Dns(resolver, deadline)
         self._caa_pending: list[tuple[Identifier, CaaSet]] = []
+        #: Per name, the accounturi of each CAA record that lets the CA issue (None:
+        #: a record without one), for :meth:`after_account`.
+        self._account_uris: dict[str, list[str | None]] = {}
         self._lock = threading.Lock()
         self._unreachable_reported = False
 
@@ -924,6 +950,33 @@ class Checks:
         if identities is None and not any(p.severity.decisive for p in problems):
             self._caa_pending.append((ident, found))  # judged by after_directory
             return []
+        self._note_account_uris(ident, found, identities)
+        return problems
+
+    def _note_account_uris(self, ident: Identifier, found: CaaSet,
+                           identities: Sequence[str] | None) -> None:
+        if identities:
+            with self._lock:
+                self._account_uris[ident.value] = caa_account_uris(
+                    found, wildcard=ident.wildcard, identities=identities,
+                    challenge_type=self.challenge_type)
+
+    def after_account(self, account_url: str | None,
+                      production_url: str | None) -> list[Problem]:
+        """CAA ``accounturi`` against the staging account the run got (RFC 8657).
+
+        Staging and production accounts differ, so a record bound to the staging
+        account passes staging and fails production, and one bound to a production
+        account the other way round.  Sends nothing.
+        """
+        from acmedryrun.twin import caa_accounturi_warning
+
+        problems = []
+        for name, uris in self._account_uris.items():
+            problem = caa_accounturi_warning(name, uris, staging_account_url=account_url,
+                                             production_url=production_url)
+            if problem is not None:
+                problems.append(problem)
         return problems
 
     def _find_caa(self, ident: Identifier) -> CaaSet | Problem | None:
@@ -978,6 +1031,7 @@ class Checks:
             problems += evaluate_caa(ident.value, found, wildcard=ident.wildcard,
                                      identities=identities or None,
                                      challenge_type=self.challenge_type)
+            self._note_account_uris(ident, found, identities or None)
         self._caa_pending = []
         return problems
 

@@ -75,7 +75,7 @@ TABLE = [
         c.AcmeError("serverInternal"), c.AcmeError("rejectedIdentifier", identifier="x.test"))),
      Step.ORDER, "RejectedIdentifier", CLIENT, HIGH, c.RetryKind.NONE),
     (c.AcmeError("compound", subproblems=(c.AcmeError("serverInternal"),)), Step.ORDER,
-     "ServerInternal", STAGING, HIGH, c.RetryKind.NONE),
+     "ServerInternal", STAGING, HIGH, c.RetryKind.BACKOFF),
     (c.AcmeError("compound"), Step.ORDER, "UnknownAcmeError", STAGING, LOW, c.RetryKind.NONE),
     # HTTP status without a problem document
     (c.HttpError(502, "text/html", "<html>Bad Gateway</html>"), Step.AUTHORIZATION,
@@ -142,6 +142,15 @@ TABLE = [
      HIGH, c.RetryKind.NONE),
     (c.AuthorizationInvalid("no reason"), Step.CHALLENGE, "AuthorizationInvalid", STAGING, LOW,
      c.RetryKind.NONE),
+    (c.AccountStatus("deactivated"), Step.ACCOUNT, "AccountDeactivated", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AccountStatus("revoked"), Step.ACCOUNT, "AccountRevoked", CLIENT, HIGH,
+     c.RetryKind.NONE),
+    (c.AccountStatus("['x']"), Step.ACCOUNT, "UnexpectedAccountStatus", STAGING, LOW,
+     c.RetryKind.NONE),
+    (c.AuthorizationReused(), Step.AUTHORIZATION, "AuthorizationReused", STAGING, MEDIUM,
+     c.RetryKind.NONE),
+
 ]
 
 

@@ -229,3 +229,26 @@ def test_batch_warns_where_production_limits_would_bite(tmp_path: Path) -> None:
     sets = [[f"host{i}.example.com"] for i in range(60)]
     warnings = twin.batch_limit_warnings(sets, "letsencrypt-staging")
     assert any(p.name == "ProductionRegisteredDomainLimit" for p in warnings)
+
+
+def test_caa_accounturi_naming_only_the_staging_account_fails_production(
+    pebble: LocalPebble, production: LocalPebble, tmp_path: Path
+) -> None:
+    """Staging and production accounts differ: a CAA record bound to the staging one
+    lets staging issue and production never (RFC 8657 section 3)."""
+    name = "accounturi.example.com"
+    key = tmp_path / "account.pem"
+    bundle = _bundle(tmp_path, pebble.ca_bundle, production.ca_bundle)
+    first = _run(pebble, pebble.directory_url, production.directory_url, bundle, name,
+                 account_key=key)
+    assert first.account_url is not None
+    pebble.add_caa(name, [("issue", f"pebble.example; accounturi={first.account_url}")])
+    # Production lives on another host than staging, as it does for real CAs.
+    prod_url = production.directory_url.replace("127.0.0.1", "localhost")
+    report = _run(pebble, pebble.directory_url, prod_url, bundle, name, account_key=key,
+                  caa_identities=["pebble.example"])
+    assert report.certificate is not None, "staging issued: the record names its account"
+    assert report.verdict is Verdict.CLIENT_ERROR
+    problem = next(p for p in report.problems if p.severity.decisive)
+    assert (problem.name, problem.cause) == ("CaaAccountUriStagingOnly", Cause.CLIENT)
+    assert report.prod_likely_to_succeed is False
