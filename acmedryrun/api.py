@@ -471,6 +471,18 @@ def _execute(plan: _Plan, listener: Callable[[Event], None], started: float,
     return _build_report(plan, state, acme.stats(), started)
 
 
+#: The steps of a run in order; those a run never reached are reported as skipped.
+_STEPS = (Step.PREFLIGHT, Step.DIRECTORY, Step.NONCE, Step.ACCOUNT, Step.ORDER,
+          Step.AUTHORIZATION, Step.CHALLENGE, Step.FINALIZE, Step.CERTIFICATE)
+
+
+def _with_skipped(steps: Sequence[StepResult]) -> tuple[StepResult, ...]:
+    """Every step, in order: as it ran, or ``skipped``; cleanup (when it ran) last."""
+    ran = {s.step: s for s in steps}
+    ordered = [ran.get(step, StepResult(step, StepStatus.SKIPPED, 0.0)) for step in _STEPS]
+    return tuple(ordered) + tuple(s for s in steps if s.step is Step.CLEANUP)
+
+
 def _build_report(plan: _Plan, state: RunState, stats: RequestStats | None,
                   started: float) -> Report:
     from acmedryrun import certs
@@ -489,7 +501,7 @@ def _build_report(plan: _Plan, state: RunState, stats: RequestStats | None,
         identifiers=tuple(i.value for i in plan.idents),
         problems=tuple(problems),
         retries=tuple(state.retries),
-        steps=tuple(state.steps),
+        steps=_with_skipped(state.steps),
         requests=stats or RequestStats(),
         certificate=certs.summarize(state.chain_pem) if state.chain_pem else None,
         account_url=state.account_url,

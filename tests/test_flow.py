@@ -211,6 +211,10 @@ def test_dry_run_never_raises_for_an_unreachable_ca(unique_name: str, tmp_path: 
                                 preflight=False)
     assert report.verdict is Verdict.STAGING_UNSTABLE
     assert report.problems[0].step is Step.DIRECTORY
+    statuses = {s.step: s.status for s in report.steps}
+    assert statuses[Step.DIRECTORY] is StepStatus.FAILED
+    assert statuses[Step.PREFLIGHT] is StepStatus.SKIPPED, "turned off"
+    assert all(statuses[s] is StepStatus.SKIPPED for s in (Step.ORDER, Step.CERTIFICATE))
 
 
 def test_a_hook_slower_than_the_deadline_is_the_clients_fault(
