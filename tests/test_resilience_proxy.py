@@ -140,7 +140,7 @@ def test_client_fault_is_client_error_without_retry(
     assert report.retries == (), "client faults are never retried"
 
 
-def test_rate_limit_keeps_retry_after_and_help_link(upstream: LocalPebble) -> None:
+def test_rate_limit_keeps_retry_after(upstream: LocalPebble) -> None:
     report, _, _ = through_proxy(upstream, ["rl.example.com"],
                                  "order:status:429,type=rateLimited,retry_after=3600")
     problem = fatal(report)
