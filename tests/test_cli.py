@@ -167,6 +167,15 @@ def test_unwritable_webroot_is_exit_64(tmp_path: Path) -> None:
     ["--http-01-port", "0", "--webroot", "/tmp"],
     ["--ca-bundle", "/etc/hostname"],
 ])
+def test_webroot_whose_well_known_is_a_file_is_exit_64(tmp_path: Path) -> None:
+    """Works as root too, where permission bits do not stop writes."""
+    (tmp_path / ".well-known").write_text("not a directory")
+    proc = cli("check", "-d", "a.example.com", "--webroot", str(tmp_path),
+               "--directory", "https://127.0.0.1:9/dir")
+    assert proc.returncode == 64
+    assert ".well-known exists and is not a directory" in proc.stderr
+
+
 def test_new_account_key_is_not_created_when_input_is_bad(
     tmp_path: Path, bad: list[str]
 ) -> None:

@@ -187,6 +187,9 @@ class HTTP01Webroot(Solver):
     def open(self) -> None:
         if not self.path.is_dir():
             raise UsageError(f"--webroot: {self.path} is not a directory")
+        for part in (self.path / ".well-known", self.challenge_dir):
+            if part.exists() and not part.is_dir():
+                raise UsageError(f"--webroot: {part} exists and is not a directory")
         probe = self.path if not self.challenge_dir.exists() else self.challenge_dir
         if not os.access(probe, os.W_OK | os.X_OK):
             raise UsageError(f"--webroot: {probe} is not writable")
