@@ -162,11 +162,6 @@ def test_unwritable_webroot_is_exit_64(tmp_path: Path) -> None:
         root.chmod(0o700)
 
 
-@pytest.mark.parametrize("bad", [
-    ["--directory", "letsencrypt"],          # refused after the key path was accepted
-    ["--http-01-port", "0", "--webroot", "/tmp"],
-    ["--ca-bundle", "/etc/hostname"],
-])
 def test_webroot_whose_well_known_is_a_file_is_exit_64(tmp_path: Path) -> None:
     """Works as root too, where permission bits do not stop writes."""
     (tmp_path / ".well-known").write_text("not a directory")
@@ -176,6 +171,11 @@ def test_webroot_whose_well_known_is_a_file_is_exit_64(tmp_path: Path) -> None:
     assert ".well-known exists and is not a directory" in proc.stderr
 
 
+@pytest.mark.parametrize("bad", [
+    ["--directory", "letsencrypt"],          # refused after the key path was accepted
+    ["--http-01-port", "0", "--webroot", "/tmp"],
+    ["--ca-bundle", "/etc/hostname"],
+])
 def test_new_account_key_is_not_created_when_input_is_bad(
     tmp_path: Path, bad: list[str]
 ) -> None:
