@@ -72,6 +72,9 @@ class HttpError:
     content_type: str = ""
     body_excerpt: str = ""
     retry_after: float | None = None
+    #: The URL came from acmedryrun's table of known directories, not from the user,
+    #: so a 404 there cannot be a typo.
+    known_url: bool = False
 
 
 class TransportKind(str, enum.Enum):
@@ -626,7 +629,7 @@ def rule_for(obs: Observation, step: Step) -> Rule:
             return _HTTP_UNAVAILABLE
         if obs.status >= 500:
             return _HTTP_SERVER_ERROR
-        if obs.status == 404 and step is Step.DIRECTORY:
+        if obs.status == 404 and step is Step.DIRECTORY and not obs.known_url:
             return _HTTP_NOT_FOUND_DIRECTORY
         return _HTTP_OTHER
     if isinstance(obs, TransportError):

@@ -30,7 +30,7 @@ from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC
 
 from acmedryrun import classify as c
-from acmedryrun import retry, twin
+from acmedryrun import directories, retry, twin
 from acmedryrun.certs import CsrInfo, verify_chain
 from acmedryrun.errors import UsageError
 from acmedryrun.report import (
@@ -507,6 +507,8 @@ class Flow:
         """Record ``obs`` as the fatal problem of ``step``; the caller raises the result."""
         if isinstance(obs, c.TransportError):
             obs = self._diagnose(obs)
+        elif isinstance(obs, c.HttpError) and directories.lookup(self.directory_url):
+            obs = dataclasses.replace(obs, known_url=True)
         problem = c.classify(obs, step=step, identifier=identifier, severity=Severity.FATAL)
         if (isinstance(obs, c.AcmeError) and obs.short_type in c.VALIDATION_TYPES
                 and problem.identifier in self._self_check_passed):

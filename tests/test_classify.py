@@ -92,6 +92,8 @@ TABLE = [
      c.RetryKind.NONE),
     (c.HttpError(404, "text/html"), Step.AUTHORIZATION, "UnexpectedHttpStatus", STAGING, LOW,
      c.RetryKind.NONE),
+    (c.HttpError(404, "text/html", known_url=True), Step.DIRECTORY, "UnexpectedHttpStatus",
+     STAGING, LOW, c.RetryKind.NONE),
     # transport, decided by the production twin
     (c.TransportError(T.REFUSED, reference_ok=True), Step.DIRECTORY, "StagingUnreachable",
      STAGING, HIGH, c.RetryKind.BACKOFF),
