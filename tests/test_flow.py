@@ -303,3 +303,13 @@ def test_a_hook_cut_short_because_staging_ate_the_time_is_not_the_clients_fault(
     assert report.verdict is Verdict.STAGING_UNSTABLE, report.problems
     fatal = next(p for p in report.problems if p.severity.decisive)
     assert (fatal.name, fatal.cause) == ("DeadlineExceeded", Cause.STAGING)
+
+
+def test_one_order_of_fifty_names_is_validated_name_by_name(pebble: LocalPebble) -> None:
+    names = [f"n{i}.fifty-{os.getpid()}.example.com" for i in range(50)]
+    report = run(pebble, names)
+    assert report.verdict is Verdict.LIKELY_SUCCESS, report.problems
+    assert report.certificate is not None
+    assert sorted(report.certificate.names) == sorted(names)
+    floor = 4 + 3 * len(names) + 2  # directory, nonce, account, order; N x 3; finalize, cert
+    assert report.requests.total == floor + report.requests.polls
