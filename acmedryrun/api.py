@@ -297,7 +297,8 @@ class _Plan:
 
     @property
     def account_key_given(self) -> bool:
-        return self.account_key is not None or self.new_account_key_path is not None
+        """An existing key: look its account up first.  A key made now has none yet."""
+        return self.account_key is not None
 
 
 def _plan(identifiers: Sequence[str], *, directory: str, solver: Solver | None,

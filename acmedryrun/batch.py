@@ -215,11 +215,15 @@ def dry_run_many(
         with concurrent.futures.ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="acmedryrun-batch"
         ) as pool:
-            futures = [pool.submit(one, job) for job in normalized]
+            # The first run alone finds or creates the shared account; the others then
+            # only look it up (RFC 8555 section 7.3.1), never racing to create it.
+            futures = [pool.submit(one, normalized[0])]
             try:
+                futures[0].result()
+                futures += [pool.submit(one, job) for job in normalized[1:]]
                 for future in concurrent.futures.as_completed(futures):
                     future.result()  # a bug in a run propagates (exit 70), never a verdict
-            except BaseException:
+            except BaseException:  # Ctrl-C included: stop the running runs, start no more
                 cancel.set()
                 for f in futures:
                     f.cancel()

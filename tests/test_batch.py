@@ -257,3 +257,20 @@ def test_batch_output_that_is_a_directory_is_exit_64(tmp_path: Path) -> None:
     proc = cli("batch", str(path), "--output", str(tmp_path))
     assert proc.returncode == 64
     assert "--output" in proc.stderr
+
+
+def test_a_batch_creates_its_account_once_then_only_looks_it_up(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    from acmedryrun.batch import dry_run_many
+    from acmedryrun.solvers import HTTP01Standalone
+
+    results = dry_run_many(
+        [[f"a{i}.once.example.com"] for i in range(8)], directory=pebble.directory_url,
+        ca_bundle=pebble.ca_bundle, dns_resolver=pebble.dns_resolver, concurrency=4,
+        solver=HTTP01Standalone(port=pebble.http_port, address="127.0.0.1"))
+    assert len(results) == 8
+    floor = 9  # directory, nonce, account, order, authz, answer, finalize, cert, deactivate
+    over = sorted(r.requests.total - r.requests.polls - floor for _, r in results)
+    assert over == [0] * 7 + [1], "only the first run also created the account"
+    assert len({r.account_url for _, r in results}) == 1
