@@ -53,7 +53,7 @@ USER_AGENT = "acmedryrun"
 
 #: Adaptive polling (issue "performance"): quick when the CA is quick, polite when not.
 POLL_FIRST = 0.01
-POLL_FACTOR = 3.0
+POLL_FACTOR = 1.5
 POLL_CAP = 5.0
 #: A solver that alone used this share of the run's time is blamed for its expiry.
 SOLVER_SHARE = 0.5
@@ -756,7 +756,7 @@ class Flow:
         return authzs
 
     def solve(self, authzs: Sequence[Authz]) -> None:
-        """Answer every pending challenge at once, then poll the authorizations together."""
+        """Answer every pending challenge at once, then wait for the CA's decision."""
         pending = [a for a in authzs if a.status == "pending"]
         for a in authzs:
             if a.status not in ("pending", "valid"):
@@ -780,7 +780,7 @@ class Flow:
                     self.add_problem(problem)
             for _, ch in challenges:
                 self._answer(ch)
-            self._poll_authorizations([a for a, _ in challenges])
+            self._await_validation([a for a, _ in challenges])
 
     def _challenge_for(self, authz: Authz) -> Challenge:
         ctype = self.solver.challenge_type
@@ -857,25 +857,36 @@ class Flow:
 
         self.acme.with_retries(Step.CHALLENGE, answer)
 
-    def _poll_authorizations(self, authzs: Sequence[Authz]) -> None:
-        """Poll every answered authorization together until none is pending."""
-        waiting = {a.url: a for a in authzs}
+    def _await_validation(self, answered: Sequence[Authz]) -> None:
+        """Poll the order, not each authorization, until the CA has decided.
+
+        RFC 8555 section 7.1.6: the order turns ``ready`` once every authorization
+        is valid and ``invalid`` once one fails, so one request per round covers
+        them all.  Only a failed order needs its authorizations read, to learn which
+        name failed and why.
+        """
+        order = self.order_data
 
         def poll_round() -> bool:
-            for url in list(waiting):
-                a = self.read_authz(url, poll=True)
-                if a.status == "pending":
-                    continue
-                del waiting[url]
-                if a.status != "valid":
-                    raise self.fail(self._authz_error(a), Step.CHALLENGE, a.identifier)
-            return not waiting
+            nonlocal order
+            order = self.read_order(poll=True, step=Step.CHALLENGE)
+            return order.get("status") != "pending"
 
+        names = ", ".join(a.identifier for a in answered)
         self._poll(poll_round, Step.CHALLENGE, lambda: c.Stuck(
             c.StuckState.AUTHORIZATION_PENDING,
-            f"{len(waiting)} authorization(s) still pending at the deadline:"
-            f" {', '.join(a.identifier for a in waiting.values())}"),
-            lambda: next(iter(waiting.values())).identifier)
+            f"the order stayed pending: the CA did not finish validating {names} before the"
+            " deadline"), lambda: answered[0].identifier if len(answered) == 1 else None)
+        self.order_data = order
+        if order.get("status") != "invalid":
+            return
+        for authz in answered:
+            current = self.read_authz(authz.url)
+            if current.status not in ("valid", "pending"):
+                raise self.fail(self._authz_error(current), Step.CHALLENGE, current.identifier)
+        err = order.get("error")
+        raise self.fail(acme_error(err, None) if isinstance(err, dict)
+                        else c.AuthorizationInvalid("the order became invalid"), Step.CHALLENGE)
 
     def _poll(self, poll_round: Callable[[], bool], step: Step,
               stuck: Callable[[], c.Stuck], identifier: Callable[[], str | None]) -> None:
@@ -917,12 +928,12 @@ class Flow:
             return acme_error(err, None)
         return c.AuthorizationInvalid(f"authorization for {a.identifier} is {a.status}")
 
-    def read_order(self, *, poll: bool = False) -> dict[str, Any]:
+    def read_order(self, *, poll: bool = False, step: Step = Step.FINALIZE) -> dict[str, Any]:
         """POST-as-GET the order."""
         data: dict[str, Any] = self.acme.with_retries(
-            Step.FINALIZE,
+            step,
             lambda: checked_order(self.order_url, self.acme.post(
-                self.order_url, None, step=Step.FINALIZE, poll=poll).json()),
+                self.order_url, None, step=step, poll=poll).json()),
         )
         return data
 

@@ -300,7 +300,7 @@ def test_ctrl_c_during_a_check_exits_130_promptly(unique_name: str) -> None:
 
     with LocalPebble() as p, FaultProxy(
             p.directory_url, upstream_ca_bundle=p.ca_bundle,
-            faults=[parse_fault("authz:patch,status=pending"),
+            faults=[parse_fault("order_poll:patch,status=pending"),
                     parse_fault("deactivate:status:503")]) as proxy:
         proc = subprocess.Popen(
             [sys.executable, "-m", "acmedryrun", "check", "-d", unique_name, "--directory",
@@ -309,8 +309,8 @@ def test_ctrl_c_during_a_check_exits_130_promptly(unique_name: str) -> None:
              p.dns_resolver, "--timeout", "60"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proxy.hits("authz") < 3:
-            time.sleep(0.05)  # the run is polling an authorization stuck pending
+        while time.monotonic() < deadline and proxy.hits("order_poll") < 3:
+            time.sleep(0.05)  # the run is polling an order stuck pending
         proc.send_signal(signal.SIGINT)
         sent = time.monotonic()
         _, stderr = proc.communicate(timeout=30)

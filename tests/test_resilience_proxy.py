@@ -97,7 +97,7 @@ def test_stripped_replay_nonce_costs_one_new_nonce(upstream: LocalPebble) -> Non
         ("order:status:503", "ServerInternal"),
         ("finalize:status:500,type=serverInternal", "ServerInternal"),
         ("authz:not_json", "MalformedResponse"),
-        ("authz:patch,status=pending", "AuthorizationStuckPending"),
+        ("order_poll:patch,status=pending", "AuthorizationStuckPending"),
         ("order_poll:patch,status=processing", "OrderStuckProcessing"),
         ("order:html:504", "ServerUnavailable"),
         ("*:status:400,type=badNonce", "BadNonceStorm"),

@@ -126,7 +126,7 @@ class HTTP01Standalone(Solver):
             raise UsageError(f"--http-01-address: cannot listen on {where}: {exc}") from exc
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            target=server.serve_forever, kwargs={"poll_interval": 0.01},
             name=f"acmedryrun-http01-{self.port}", daemon=True,
         )
         self._thread.start()
