@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import acmedryrun
+import acmedryrun.api
 from acmedryrun.report import Report
 from acmedryrun.schema import validate_report
 from acmedryrun.solvers import HTTP01Standalone, Solver
@@ -29,6 +30,21 @@ _names = itertools.count(1)
 # Every run in the suite stays on loopback: a test that forgets dns_resolver gets a
 # closed loopback port (a preflight warning), never the machine's real resolver.
 os.environ["ACMEDRYRUN_DNS_RESOLVER"] = "127.0.0.1:9"
+
+
+@pytest.fixture(autouse=True)
+def _every_report_matches_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever calls dry_run() in a test (directly, via batch, via an example run in
+    process), its report is validated against the shipped JSON Schema."""
+    real = acmedryrun.api.dry_run
+
+    def checked(*args: Any, **kwargs: Any) -> Report:
+        report = real(*args, **kwargs)
+        validate_report(report.to_dict())
+        return report
+
+    monkeypatch.setattr(acmedryrun, "dry_run", checked)
+    monkeypatch.setattr(acmedryrun.api, "dry_run", checked)
 
 
 @pytest.fixture(scope="session")
@@ -54,10 +70,8 @@ def run(p: LocalPebble, names: Sequence[str], solver: Solver | None = None,
     """One dry run against ``p`` with the suite's defaults."""
     kwargs.setdefault("timeout", 60)
     kwargs.setdefault("dns_resolver", p.dns_resolver)
-    report = acmedryrun.dry_run(list(names), directory=p.directory_url, ca_bundle=p.ca_bundle,
-                                solver=solver or http_solver(p), **kwargs)
-    validate_report(report.to_dict())  # every report a test makes matches the shipped schema
-    return report
+    return acmedryrun.dry_run(list(names), directory=p.directory_url, ca_bundle=p.ca_bundle,
+                              solver=solver or http_solver(p), **kwargs)
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
