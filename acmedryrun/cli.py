@@ -188,44 +188,28 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="overall deadline (default 300)")
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)")
-    return value
+def _number(kind: type[int] | type[float], what: str, low: float, high: float, *,
+            low_open: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` in [low, high] (``(low, high]`` if low_open)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        # Written so that NaN fails too (every comparison with NaN is false).
+        if not ((low < value if low_open else low <= value) and value <= high):
+            bracket = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"{text} is not in {bracket}{low:g}, {high:g}]")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _pace(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 86400]")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"{text} is not in (0, 86400]")
-    return value
+_port = _number(int, "a port number", 1, 65535)
+_positive_int = _number(int, "a whole number", 1, 1_000_000)
+_pace = _number(float, "a number of seconds", 0, 86400)
+_seconds = _number(float, "a number of seconds", 0, 86400, low_open=True)
 
 
 def _solver(args: argparse.Namespace) -> Solver:

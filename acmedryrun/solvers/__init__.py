@@ -7,9 +7,9 @@ so ``import acmedryrun`` does not pay for servers a run does not start.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from acmedryrun._lazy import lazy_getattr
 from acmedryrun.classify import SolverErrorKind
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
@@ -27,11 +27,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

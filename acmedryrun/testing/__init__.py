@@ -12,8 +12,9 @@ stay cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from acmedryrun._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from acmedryrun.testing._faultproxy import Fault, FaultProxy, ProxyEvent, parse_fault
@@ -30,11 +31,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [
