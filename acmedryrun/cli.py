@@ -17,13 +17,13 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
+from acmedryrun.directories import DEFAULT_ALIAS
 from acmedryrun.errors import UsageError
 
 if TYPE_CHECKING:
     from acmedryrun.report import Event, Problem, Report
     from acmedryrun.solvers import Solver
 
-EX_OK = 0
 EX_USAGE = 64
 EX_UNAVAILABLE = 69  # sysexits: a service it needs (Pebble, for the demo) is missing
 EX_SOFTWARE = 70
@@ -139,7 +139,7 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """The options of one run, shared by ``check`` and ``batch``."""
-    p.add_argument("--directory", default="letsencrypt-staging", metavar="URL|ALIAS",
+    p.add_argument("--directory", default=DEFAULT_ALIAS, metavar="URL|ALIAS",
                    help="ACME directory URL or alias (default letsencrypt-staging)")
     p.add_argument("--ca-bundle", metavar="FILE",
                    help="trust anchors for the ACME server's TLS (beats REQUESTS_CA_BUNDLE)")

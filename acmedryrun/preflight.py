@@ -82,7 +82,7 @@ from acmedryrun.solvers._base import Challenge
 #: RFC 1035 section 2.3.4 and RFC 5890: a label is 1-63 octets, a name at most 253.
 MAX_LABEL = 63
 MAX_NAME = 253
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(rf"^(?!-)[a-z0-9-]{{1,{MAX_LABEL}}}(?<!-)$")
 
 #: Seconds one DNS query may take (resent every second within it), capped by the deadline.
 QUERY_LIFETIME = 3.0
