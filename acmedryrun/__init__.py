@@ -4,12 +4,13 @@
     >>> report = acmedryrun.dry_run(["example.com"], directory="letsencrypt-staging")
     >>> report.verdict, report.prod_likely_to_succeed
 
-See CONTRACT.md for the whole public interface.
+The whole public interface is in the README's cheat sheet; the failure taxonomy
+(whose fault is what) is in TAXONOMY.md and ``acmedryrun explain NAME``.
 """
 
 from __future__ import annotations
 
-from acmedryrun.api import Eab, dry_run
+from acmedryrun.api import dry_run
 from acmedryrun.directories import (
     BUYPASS,
     BUYPASS_STAGING,
@@ -18,7 +19,8 @@ from acmedryrun.directories import (
     LETSENCRYPT,
     LETSENCRYPT_STAGING,
 )
-from acmedryrun.errors import UsageError
+from acmedryrun.errors import Cancelled, UsageError
+from acmedryrun.options import Eab, Options
 from acmedryrun.report import (
     Cause,
     CertificateSummary,
@@ -45,12 +47,14 @@ __all__ = [
     "GOOGLE_STAGING",
     "LETSENCRYPT",
     "LETSENCRYPT_STAGING",
+    "Cancelled",
     "Cause",
     "CertificateSummary",
     "Confidence",
     "DryRunFailed",
     "Eab",
     "Event",
+    "Options",
     "Problem",
     "Report",
     "RequestStats",

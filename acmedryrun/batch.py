@@ -19,6 +19,7 @@ commas, optionally followed by ``key=value`` options (``key-type``, ``profile``,
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import math
 import threading
 import time
@@ -26,7 +27,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from acmedryrun.errors import UsageError
+from acmedryrun.errors import Cancelled, UsageError
+from acmedryrun.options import Options
 from acmedryrun.report import Report
 
 #: Options a batch line may set, and how to read their values.
@@ -149,8 +151,8 @@ def dry_run_many(
     Raises:
         UsageError: bad arguments (checked before any run starts).
     """
-    import acmedryrun
     from acmedryrun import api, certs
+    from acmedryrun import options as opts
     from acmedryrun.solvers import HTTP01Standalone, Solver
 
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -163,28 +165,30 @@ def dry_run_many(
     if shared is not None and not shared.shareable and concurrency > 1:
         raise UsageError(f"solver: {type(shared).__name__} keeps per-run state; pass a factory"
                          " (a callable returning a new solver) for concurrent runs")
+    base = Options.of(directory=directory, **options)
     # One account for the whole batch, resolved (or created, 0600) once, up front.
-    key, new_path = api.account_key_of(options.get("account_key"))
+    key, new_path = opts.account_key_of(base.account_key)
     if new_path is not None:
         fresh = certs.generate_key("ec256")
         certs.write_private_key(new_path, fresh)
         key = certs.jwk_from_private(fresh)
-    options["account_key"] = key or certs.jwk_from_private(certs.generate_key("ec256"))
+    base = dataclasses.replace(
+        base, account_key=key or certs.jwk_from_private(certs.generate_key("ec256")))
     # Every line's arguments are checked before any run starts; a bad line is reported
     # and skipped, the others still run.
-    normalized: list[BatchJob] = []
+    planned: list[tuple[BatchJob, Options]] = []
     for job in (j if isinstance(j, BatchJob) else BatchJob(tuple(j)) for j in jobs):
         try:
-            api.check_arguments(list(job.identifiers), directory=directory,
-                                solver=shared if shared is not None else solver(),
-                                **{**options, **job.options})
+            line_options = dataclasses.replace(
+                base, solver=shared if shared is not None else solver(), **job.options)
+            opts.plan(list(job.identifiers), line_options)
         except UsageError as exc:
             if on_invalid is None:
                 raise
             on_invalid(job, str(exc))
             continue
-        normalized.append(job)
-    if not normalized:
+        planned.append((job, dataclasses.replace(line_options, solver=shared)))
+    if not planned:
         raise UsageError("batch: no certificate to check")
     cancel = cancel or threading.Event()
     if shared is not None:
@@ -193,15 +197,16 @@ def dry_run_many(
     lock = threading.Lock()
     finished: list[tuple[BatchJob, Report]] = []
 
-    def one(job: BatchJob) -> None:
+    def one(item: tuple[BatchJob, Options]) -> None:
+        job, job_options = item
         if not pacer.wait_turn():
             return
-        run_solver = shared if shared is not None else solver()
-        report = acmedryrun.dry_run(list(job.identifiers), directory=directory,
-                                    solver=run_solver, cancel=cancel,
-                                    **{**options, **job.options})
-        if cancel.is_set():
-            return  # interrupted: its report would describe the interruption, not the CA
+        if shared is None:
+            job_options = dataclasses.replace(job_options, solver=solver())
+        try:
+            report = api.run_options(list(job.identifiers), job_options, cancel=cancel)
+        except Cancelled:
+            return  # interrupted: it has no verdict
         waits = [p.retry_after for p in report.problems
                  if p.name == "RateLimited" and p.retry_after]
         if waits:
@@ -217,10 +222,10 @@ def dry_run_many(
         ) as pool:
             # The first run alone finds or creates the shared account; the others then
             # only look it up (RFC 8555 section 7.3.1), never racing to create it.
-            futures = [pool.submit(one, normalized[0])]
+            futures = [pool.submit(one, planned[0])]
             try:
                 futures[0].result()
-                futures += [pool.submit(one, job) for job in normalized[1:]]
+                futures += [pool.submit(one, item) for item in planned[1:]]
                 for future in concurrent.futures.as_completed(futures):
                     future.result()  # a bug in a run propagates (exit 70), never a verdict
             except BaseException:  # Ctrl-C included: stop the running runs, start no more

@@ -22,9 +22,7 @@ from josepy.errors import DeserializationError
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
 from acmedryrun.errors import UsageError
-from acmedryrun.report import CertificateSummary
-
-KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
+from acmedryrun.report import KEY_TYPES, CertificateSummary
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 

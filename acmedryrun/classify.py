@@ -1,10 +1,13 @@
 """Whose fault is it?  What happened -> :class:`~acmedryrun.report.Problem`.
 
 This module is pure: it takes *observations* (plain data describing what the CA,
-the network or a solver did) and returns data.  No I/O, no ``requests``, no
-``acme.client``.  ``flow.py`` turns foreign exceptions into observations at one
-boundary; this module decides blame, severity, hint and retry policy, driven by
-the tables below.  ``../shared/TAXONOMY.md`` is the prose form of these tables.
+the network or a solver did) plus a small :class:`Context` (what else the run
+knows: did staging answer earlier, what the production twin's GET showed, what
+the self-check saw, how the run's time was spent) and returns data.  No I/O, no
+``requests``, no ``acme.client``.  :mod:`acmedryrun.transport` turns foreign
+exceptions into observations at one boundary; this module decides blame,
+severity, hint and retry policy, driven by the tables below.  TAXONOMY.md is the
+prose form of these tables.
 
 Observations::
 
@@ -17,16 +20,18 @@ Observations::
      +-- DeadlineExceeded   the run's one overall deadline expired
      +-- SolverError        the local challenge solver could not do its part
      +-- InvalidChain       the issued chain does not parse or does not match
+     +-- ProductionUrl      the CA pointed a request at a production CA's host
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, TypeAlias
 
-from acmedryrun.report import Cause, Confidence, Problem, Severity, Step
+from acmedryrun.deadline import Party
+from acmedryrun.report import Cause, Confidence, Problem, Severity, SolverErrorKind, Step
 
 ACME_ERROR_PREFIX = "urn:ietf:params:acme:error:"
 
@@ -72,9 +77,8 @@ class HttpError:
     content_type: str = ""
     body_excerpt: str = ""
     retry_after: float | None = None
-    #: The URL came from acmedryrun's table of known directories, not from the user,
-    #: so a 404 there cannot be a typo.
-    known_url: bool = False
+    #: The ``Location`` of a redirect (3xx), which CA traffic never follows.
+    location: str | None = None
 
 
 class TransportKind(str, enum.Enum):
@@ -91,23 +95,10 @@ class TransportKind(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class TransportError:
-    """No HTTP response: the connection failed.
-
-    Attributes:
-        kind: How it failed.
-        detail: The underlying error's text.
-        reference_ok: What one read-only GET of the production twin's directory
-            showed: True = it answered (so this machine can reach a CA: staging is
-            at fault); False = it failed the same way (this machine's network or
-            trust store is at fault); None = no twin to ask, or no conclusion.
-        staging_answered: The staging CA had answered earlier in the same run, so the
-            network reaches it: it stopped answering (staging's fault).
-    """
+    """No HTTP response: the connection failed (the :class:`Context` says whose fault)."""
 
     kind: TransportKind
     detail: str = ""
-    reference_ok: bool | None = None
-    staging_answered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,23 +128,9 @@ class Stuck:
 
 @dataclass(frozen=True, slots=True)
 class DeadlineExceeded:
-    """The one overall deadline expired; ``waiting_on`` says for whom (``ca`` or ``solver``)."""
+    """The one overall deadline expired (:attr:`Context.spent` says who used the time)."""
 
-    waiting_on: str = "ca"
     detail: str = ""
-
-
-class SolverErrorKind(str, enum.Enum):
-    """Why a local challenge solver failed."""
-
-    PORT_IN_USE = "port_in_use"
-    PERMISSION = "permission"
-    WEBROOT = "webroot"
-    HOOK_FAILED = "hook_failed"
-    HOOK_TIMEOUT = "hook_timeout"
-    UNSUPPORTED = "unsupported"
-    NO_CHALLENGE = "no_challenge"
-    OTHER = "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +170,17 @@ class AuthorizationReused:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ProductionUrl:
+    """The CA sent a request of this run towards a known production CA's host.
+
+    The transport refused to send it (CONTRACT.md's production guard).
+    """
+
+    url: str
+    alias: str
+
+
 Observation: TypeAlias = (
     AcmeError
     | HttpError
@@ -205,7 +193,81 @@ Observation: TypeAlias = (
     | AuthorizationInvalid
     | AccountStatus
     | AuthorizationReused
+    | ProductionUrl
 )
+
+
+class RequestFailed(Exception):
+    """A request to the CA (or to production) got no usable answer; ``obs`` says how.
+
+    Raised by the transport and the protocol steps; the orchestrator turns it into
+    a :class:`~acmedryrun.report.Problem`.  Internal: never leaves :func:`dry_run`.
+    """
+
+    def __init__(self, obs: Observation, identifier: str | None = None) -> None:
+        super().__init__(str(obs))
+        self.obs = obs
+        self.identifier = identifier
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the CA asked to wait, if it said."""
+        value = getattr(self.obs, "retry_after", None)
+        return value if isinstance(value, float | int) else None
+
+
+# --------------------------------------------------------------------------- context
+
+
+class Reach(str, enum.Enum):
+    """How far one read-only GET of the production twin's directory got."""
+
+    ANSWERED = "answered"  #: any HTTP response, even an error page: the network works
+    TLS_VERIFY = "tls_verify"  #: TLS certificate verification failed
+    UNREACHABLE = "unreachable"  #: no connection (refused, reset, timeout, DNS, TLS)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What else the run knows when an observation is classified.
+
+    Attributes:
+        staging_answered: The staging CA answered earlier in this run: the network
+            reaches it, so a later transport failure is staging's.
+        reference: What one read-only GET of the production twin showed (None: no
+            twin to ask, or not asked).
+        known_directory: The directory came from the table of known directories,
+            not typed by the user, so a 404 there cannot be a typo.
+        self_check_passed: Identifiers whose challenge response the self-check
+            fetched correctly from this machine (cross-examination of a CA failure).
+        spent: Seconds of the run each party used (who is to blame for an expiry).
+    """
+
+    staging_answered: bool = False
+    reference: Reach | None = None
+    known_directory: bool = False
+    self_check_passed: frozenset[str] = frozenset()
+    spent: Mapping[Party, float] = field(default_factory=dict)
+
+
+NO_CONTEXT = Context()
+
+
+def needs_reference(obs: Observation, ctx: Context) -> bool:
+    """Whether one GET of the production twin would decide ``obs``'s blame.
+
+    Only a failure to reach staging at all (no answer this run) needs it: staging
+    that answered earlier is staging's fault whatever the twin says.
+    """
+    return isinstance(obs, TransportError) and not ctx.staging_answered \
+        and ctx.reference is None
+
+
+def deadline_party(spent: Mapping[Party, float]) -> Party:
+    """The party that used most of the run's time (the CA when nothing was charged)."""
+    if not spent or not any(spent.values()):
+        return Party.CA
+    return max(spent, key=lambda p: (spent[p], p is Party.CA))
 
 
 # --------------------------------------------------------------------------- retry policy
@@ -249,8 +311,9 @@ def retry_kind(obs: Observation) -> RetryKind:
     if isinstance(obs, TransportError):
         return RetryKind.NONE if obs.kind is TransportKind.TLS_VERIFY else RetryKind.BACKOFF
     if isinstance(obs, MalformedResponse):
-        # A URL that cannot be requested stays unusable; a bad body may come right.
-        return RetryKind.NONE if obs.what == "url" else RetryKind.BACKOFF
+        # A URL that cannot be requested stays unusable, an oversized or oddly encoded
+        # body is no accident; a cut or garbled body may come right.
+        return RetryKind.NONE if obs.what in ("url", "size", "encoding") else RetryKind.BACKOFF
     return RetryKind.NONE
 
 
@@ -527,16 +590,28 @@ STUCK: Mapping[StuckState, Rule] = {
     ),
 }
 
-_DEADLINE: Mapping[str, Rule] = {
-    "ca": Rule(
+_DEADLINE: Mapping[Party, Rule] = {
+    Party.CA: Rule(
         "DeadlineExceeded", STAGING,
         "The run's deadline expired while waiting on the staging CA. Retry later, or"
         " raise --timeout.",
     ),
-    "solver": Rule(
+    Party.SOLVER: Rule(
         "SolverDeadlineExceeded", CLIENT,
         "The run's deadline expired while the local solver (or its hook) was working:"
         " make it faster, or raise --timeout.",
+    ),
+    Party.PREFLIGHT: Rule(
+        "PreflightDeadlineExceeded", CLIENT,
+        "The local checks (DNS and CAA look-ups through the resolver) used up the run's"
+        " deadline: point --dns-resolver at a resolver that answers quickly, or raise"
+        " --timeout.",
+    ),
+    Party.PRODUCTION: Rule(
+        "DeadlineExceeded", STAGING,
+        "The run's deadline expired while reading the production twin. Retry later, or"
+        " raise --timeout.",
+        LOW,
     ),
 }
 
@@ -618,7 +693,41 @@ _AUTHZ_INVALID = Rule(
 # --------------------------------------------------------------------------- classify
 
 
-def rule_for(obs: Observation, step: Step) -> Rule:
+_PRODUCTION_URL = Rule(
+    "CaPointedAtProduction", STAGING,
+    "The staging CA sent this run towards a production CA's host (a link, Location or"
+    " redirect); acmedryrun never sends staging traffic there. Staging is broken or"
+    " hostile; report it to the CA.",
+)
+_HTTP_REDIRECT = Rule(
+    "UnexpectedRedirect", STAGING,
+    "The CA answered with a redirect, which ACME traffic never follows (RFC 8555 names"
+    " every URL itself). It says nothing about production.",
+    LOW,
+)
+_HTTP_REDIRECT_DIRECTORY = Rule(
+    "DirectoryRedirected", CLIENT,
+    "The directory URL redirects elsewhere: pass the URL it points to as --directory"
+    " (ACME clients follow no redirects).",
+    MEDIUM,
+)
+
+
+def _reference_ok(kind: TransportKind, reach: Reach | None) -> bool | None:
+    """What the twin's GET says about a transport failure (TAXONOMY.md).
+
+    Any HTTP answer clears this machine's network (True); only the same kind of
+    failure convicts it (False): for a TLS verification failure, the twin failing
+    verification too; for anything else, the twin unreachable too.
+    """
+    if reach is None:
+        return None
+    if kind is TransportKind.TLS_VERIFY:
+        return {Reach.ANSWERED: True, Reach.TLS_VERIFY: False}.get(reach)
+    return reach is not Reach.UNREACHABLE
+
+
+def rule_for(obs: Observation, step: Step, ctx: Context = NO_CONTEXT) -> Rule:
     """The table row that decides ``obs`` (exposed for the table tests)."""
     if isinstance(obs, AcmeError):
         return _acme_rule(obs)
@@ -629,19 +738,23 @@ def rule_for(obs: Observation, step: Step) -> Rule:
             return _HTTP_UNAVAILABLE
         if obs.status >= 500:
             return _HTTP_SERVER_ERROR
-        if obs.status == 404 and step is Step.DIRECTORY and not obs.known_url:
+        if 300 <= obs.status < 400:
+            if step is Step.DIRECTORY and not ctx.known_directory:
+                return _HTTP_REDIRECT_DIRECTORY
+            return _HTTP_REDIRECT
+        if obs.status == 404 and step is Step.DIRECTORY and not ctx.known_directory:
             return _HTTP_NOT_FOUND_DIRECTORY
         return _HTTP_OTHER
     if isinstance(obs, TransportError):
-        if obs.staging_answered:
+        if ctx.staging_answered:
             return _STAGING_STOPPED
-        return TRANSPORT[(obs.kind, obs.reference_ok)]
+        return TRANSPORT[(obs.kind, _reference_ok(obs.kind, ctx.reference))]
     if isinstance(obs, MalformedResponse):
         return _MALFORMED
     if isinstance(obs, Stuck):
         return STUCK[obs.state]
     if isinstance(obs, DeadlineExceeded):
-        return _DEADLINE.get(obs.waiting_on, _DEADLINE["ca"])
+        return _DEADLINE[deadline_party(ctx.spent)]
     if isinstance(obs, SolverError):
         return SOLVER[obs.kind]
     if isinstance(obs, InvalidChain):
@@ -650,6 +763,8 @@ def rule_for(obs: Observation, step: Step) -> Rule:
         return ACCOUNT_STATUS.get(obs.status, _ACCOUNT_STATUS_UNKNOWN)
     if isinstance(obs, AuthorizationReused):
         return _AUTHZ_REUSED
+    if isinstance(obs, ProductionUrl):
+        return _PRODUCTION_URL
     return _AUTHZ_INVALID
 
 
@@ -680,6 +795,9 @@ def _detail(obs: Observation) -> str:
     if isinstance(obs, HttpError):
         excerpt = " ".join(obs.body_excerpt.split())[:200]
         ctype = obs.content_type or "no content type"
+        if 300 <= obs.status < 400:
+            target = (obs.location or "nowhere")[:200]
+            return f"HTTP {obs.status} redirect to {target!r}, not followed"
         return f"HTTP {obs.status} ({ctype}) without a problem document: {excerpt}".rstrip(": ")
     if isinstance(obs, TransportError):
         return f"{obs.kind.value}: {obs.detail}" if obs.detail else obs.kind.value
@@ -687,6 +805,10 @@ def _detail(obs: Observation) -> str:
         return f"{obs.what}: {obs.detail}" if obs.detail else obs.what
     if isinstance(obs, AccountStatus):
         return obs.detail or f"the account's status is {obs.status!r}"
+    if isinstance(obs, ProductionUrl):
+        return f"not sent: {obs.url} is {obs.alias}'s production CA"
+    if isinstance(obs, DeadlineExceeded):
+        return obs.detail or "the run's deadline expired"
     return obs.detail
 
 
@@ -709,6 +831,7 @@ def classify(
     step: Step,
     identifier: str | None = None,
     severity: Severity = Severity.ERROR,
+    context: Context = NO_CONTEXT,
 ) -> Problem:
     """Turn one observation into a :class:`Problem` with its blame.
 
@@ -717,12 +840,15 @@ def classify(
         step: The step it happened in.
         identifier: The name it concerns, when the caller knows it (the problem
             document's own ``identifier`` wins).
-        severity: ``error`` by default; the flow passes ``fatal`` where the run stops.
+        severity: ``error`` by default; the orchestrator passes ``fatal`` where the
+            run stops.
+        context: What else the run knows (differential diagnosis, the self-check,
+            the time each party used).
 
     Returns:
         The problem, with ``cause``, a stable ``name``, a ``hint`` and ``confidence``.
     """
-    rule = rule_for(obs, step)
+    rule = rule_for(obs, step, context)
     acme_type = obs.urn if isinstance(obs, AcmeError) else None
     retry_after = obs.retry_after if isinstance(obs, AcmeError | HttpError) else None
     help_url = obs.help_url if isinstance(obs, AcmeError) else None
@@ -732,6 +858,13 @@ def classify(
     hint = rule.hint
     if isinstance(obs, AcmeError) and obs.short_type == "rateLimited" and retry_after:
         hint = f"{hint} The CA asked to wait {retry_after:.0f} s."
+    if (isinstance(obs, AcmeError) and obs.short_type in VALIDATION_TYPES
+            and ident is not None and ident in context.self_check_passed):
+        # Cross-examination: it worked from here, so only the CA's vantage points
+        # meet the obstacle.
+        hint = (f"{hint} The self-check from this machine reached {ident} and got the"
+                " right answer: the difference is in what the CA sees (firewall,"
+                " geo-blocking, split DNS, IPv6 vs IPv4).")
     return Problem(
         name=rule.name,
         cause=rule.cause,

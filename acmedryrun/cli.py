@@ -18,10 +18,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from acmedryrun.directories import DEFAULT_ALIAS
-from acmedryrun.errors import UsageError
+from acmedryrun.errors import Cancelled, UsageError
+from acmedryrun.render import Output, Progress
 
 if TYPE_CHECKING:
-    from acmedryrun.report import Event, Problem, Report
+    from acmedryrun.options import Options
+    from acmedryrun.report import Report
     from acmedryrun.solvers import Solver
 
 EX_USAGE = 64
@@ -37,92 +39,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
-
-
-# ------------------------------------------------------------------------------ output
-
-
-class Output:
-    """Human output on stderr: a line per step, each problem with its hint, the verdict."""
-
-    def __init__(self, stream: TextIO, *, verbosity: int = 0, color: bool | None = None) -> None:
-        self.stream = stream
-        self.verbosity = verbosity
-        if color is None:
-            color = stream.isatty() and "NO_COLOR" not in os.environ
-        self.color = color
-        #: A live "running" line on a terminal; plain lines when piped or logged.
-        self.live = stream.isatty()
-        #: Printed before the first progress line, so a usage error prints nothing else.
-        self.header: str | None = None
-        self._pending = False  # a live "running" line awaits its result
-
-    def _c(self, text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.color else text
-
-    def line(self, text: str = "") -> None:
-        """Write one line (nothing in quiet mode)."""
-        if self.verbosity >= 0:
-            if self._pending:
-                print("\r\033[K", end="", file=self.stream)
-                self._pending = False
-            print(text, file=self.stream, flush=True)
-
-    def on_event(self, event: Event) -> None:
-        """The live progress callback for :func:`acmedryrun.dry_run`."""
-        if self.header is not None:
-            self.line(self.header)
-            self.header = None
-        if event.kind == "step_start" and self.live and self.verbosity == 0:
-            if self._pending:
-                print("\r\033[K", end="", file=self.stream)
-            print(f"  {event.step.value:<14} {self._c('running', '2')}", end="",
-                  file=self.stream, flush=True)
-            self._pending = True
-        elif event.kind == "step_end" and event.status is not None:
-            status = event.status.value
-            code = {"ok": "32", "failed": "31", "skipped": "33"}[status]
-            ms = (event.duration_s or 0.0) * 1000
-            self.line(f"  {event.step.value:<14} {self._c(f'{status:<7}', code)} {ms:8.0f} ms")
-        elif event.kind == "retry" and event.retry is not None:
-            r = event.retry
-            self.line(self._c(f"  {r.step.value:<14} retry   {r.reason} (attempt {r.attempt},"
-                              f" waiting {r.wait_s:.2f} s)", "33"))
-
-    def problem(self, p: Problem) -> None:
-        """One problem: cause, severity, name, detail, hint."""
-        code = "31" if p.severity.decisive else "33"
-        where = f" [{p.identifier}]" if p.identifier else ""
-        self.line(self._c(f"{p.severity.value.upper()} {p.name} ({p.cause.value}'s fault,"
-                          f" {p.step.value}){where}", code))
-        if p.detail:
-            self.line(f"    {p.detail}")
-        if p.hint:
-            self.line(f"    hint: {p.hint}")
-
-    def report(self, report: Report) -> None:
-        """The problems, then the verdict line (also in quiet mode)."""
-        if report.problems and self.verbosity >= 0:
-            self.line()
-            for p in report.problems:
-                self.problem(p)
-        twin = report.production_twin
-        if twin.reasons and self.verbosity >= 0:
-            self.line()
-            self.line(f"compared with production ({twin.directory}):")
-            for reason in twin.reasons:
-                self.line(f"  - {reason}")
-        if self.verbosity >= 0:
-            self.line()
-            req = report.requests
-            self.line(f"{len(report.identifiers)} name(s), {req.total} requests"
-                      f" ({req.polls} polls, {req.retries} retries), {report.duration_s:.2f} s")
-        prod = {True: "yes", False: "no", None: "cannot tell"}[report.prod_likely_to_succeed]
-        code = {"likely_success": "32;1", "client_error": "31;1",
-                "staging_unstable": "33;1"}[report.verdict.value]
-        print(f"{self._c('verdict: ' + report.verdict.value, code)}"
-              f"  production likely to succeed: {prod}  confidence: {report.confidence.value}",
-              file=self.stream, flush=True)
 
 
 # ------------------------------------------------------------------------------ check
@@ -236,42 +152,46 @@ def _solver(args: argparse.Namespace) -> Solver:
 
 def cmd_check(args: argparse.Namespace, out: Output) -> int:
     """``acmedryrun check``: one dry run, reported."""
-    import acmedryrun
-    from acmedryrun.api import read_input
+    import dataclasses
+
+    from acmedryrun.api import run_options
+    from acmedryrun.options import read_input
 
     if not args.domains and not args.csr:
         raise UsageError("-d: give at least one name (or --csr)")
     if any(not d.strip() for d in args.domains):
         raise UsageError("-d: empty name")
-    kwargs = _run_kwargs(args)
+    options = _options(args)
     csr = read_input(args.csr, "--csr") if args.csr else None
     out.header = f"acmedryrun: dry run for {', '.join(args.domains) or args.csr} against" \
                  f" {args.directory}"
-    report = acmedryrun.dry_run(args.domains, solver=_solver(args), csr=csr,
-                                on_event=out.on_event, **kwargs)
+    options = dataclasses.replace(options, solver=_solver(args), csr=csr)
+    report = run_options(args.domains, options, on_event=out.on_event)
     return _finish(report, args, out)
 
 
-def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The :func:`acmedryrun.dry_run` keywords that ``check`` and ``batch`` share."""
+def _options(args: argparse.Namespace) -> Options:
+    """The :class:`~acmedryrun.options.Options` that ``check`` and ``batch`` share."""
+    from acmedryrun.options import Options
+
     if bool(args.eab_kid) != bool(args.eab_hmac_key):
         raise UsageError("--eab-kid and --eab-hmac-key go together")
-    return {
-        "directory": args.directory,
-        "ca_bundle": args.ca_bundle,
-        "timeout": args.timeout,
-        "key_type": args.key_type,
-        "account_key": args.account_key,
-        "email": args.email,
-        "eab": (args.eab_kid, args.eab_hmac_key) if args.eab_kid else None,
-        "profile": args.profile,
-        "preflight": args.preflight,
-        "dns_resolver": args.dns_resolver,
-        "caa_identities": args.caa_identities,
-        "reference_directory": args.reference_directory,
-        "allow_production": args.allow_production,
-        "renewing": args.renewing,
-    }
+    return Options(
+        directory=args.directory,
+        ca_bundle=args.ca_bundle,
+        timeout=args.timeout,
+        key_type=args.key_type,
+        account_key=args.account_key,
+        email=args.email,
+        eab=(args.eab_kid, args.eab_hmac_key) if args.eab_kid else None,
+        profile=args.profile,
+        preflight=args.preflight,
+        dns_resolver=args.dns_resolver,
+        caa_identities=args.caa_identities,
+        reference_directory=args.reference_directory,
+        allow_production=args.allow_production,
+        renewing=args.renewing,
+    )
 
 
 def cmd_batch(args: argparse.Namespace, out: Output) -> int:
@@ -290,7 +210,7 @@ def cmd_batch(args: argparse.Namespace, out: Output) -> int:
                          + (f" ({len(errors)} unreadable line(s))" if errors else ""))
     if args.output and os.path.isdir(args.output):
         raise UsageError(f"--output: {args.output} is a directory")
-    kwargs = _run_kwargs(args)
+    options = _options(args)
     solver = _solver(args)
     # A solver with per-run state (dns-01 hooks) gets a fresh instance per run.
     solver_or_factory: Solver | Callable[[], Solver] = (
@@ -318,7 +238,7 @@ def cmd_batch(args: argparse.Namespace, out: Output) -> int:
     try:
         results = dry_run_many(jobs, solver=solver_or_factory, concurrency=args.concurrency,
                                pace=args.pace, on_report=on_report, on_invalid=on_invalid,
-                               **kwargs)
+                               **_option_values(options))
     except KeyboardInterrupt:
         interrupted = True
         results = progress.results
@@ -334,59 +254,24 @@ def cmd_batch(args: argparse.Namespace, out: Output) -> int:
     return 2 if summary.staging_unstable else 0
 
 
+def _option_values(options: Options) -> dict[str, Any]:
+    """The options as keywords (for :func:`acmedryrun.batch.dry_run_many`)."""
+    import dataclasses
+
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+            if f.name != "solver"}
+
+
 def _warn_production_limits(jobs: Sequence[Any], directory: str, out: Output) -> None:
     """Say where this batch, run against production on one account, would hit its limits."""
-    from acmedryrun import directories, twin
+    from acmedryrun import directories
+    from acmedryrun.production.policy import batch_limit_warnings
 
     known = directories.by_alias(directory) or directories.lookup(directory)
     if known is None:
         return
-    for problem in twin.batch_limit_warnings([job.identifiers for job in jobs], known.alias):
+    for problem in batch_limit_warnings([job.identifiers for job in jobs], known.alias):
         out.problem(problem)
-
-
-class Progress:
-    """Batch progress on stderr: a live bar on a TTY, one line per finished run otherwise."""
-
-    def __init__(self, out: Output, planned: int) -> None:
-        self.out = out
-        self.planned = planned
-        self.results: list[tuple[Any, Report]] = []
-        self.tty = out.stream.isatty()
-
-    def done(self, job: Any, report: Report) -> None:
-        """Record a finished run and show it."""
-        self.results.append((job, report))
-        if self.out.verbosity < 0:
-            return
-        counts = {v: 0 for v in ("likely_success", "client_error", "staging_unstable")}
-        for _, r in self.results:
-            counts[r.verdict.value] += 1
-        if self.tty:
-            width = 30
-            filled = width * len(self.results) // max(1, self.planned)
-            bar = "#" * filled + "." * (width - filled)
-            print(f"\r[{bar}] {len(self.results)}/{self.planned}  ok {counts['likely_success']}"
-                  f"  client {counts['client_error']}  staging {counts['staging_unstable']}",
-                  end="", file=self.out.stream, flush=True)
-        else:
-            first = next((p for p in report.problems if p.severity.decisive), None)
-            why = f"  {first.name}" if first else ""
-            where = f"line {job.line}: " if getattr(job, "line", None) else ""
-            self.out.line(f"{where}{' '.join(report.identifiers)}  {report.verdict.value}"
-                          f"{why}  ({report.duration_s:.2f} s)")
-
-    def finish(self, summary: Any, interrupted: bool) -> None:
-        """The summary table."""
-        if self.tty and self.out.verbosity >= 0:
-            print(file=self.out.stream)
-        if interrupted:
-            print("interrupted: finished runs are written; the rest did not run",
-                  file=self.out.stream)
-        rows = summary.to_dict()
-        width = max(len(k) for k in rows)
-        print("\n".join(f"{k:<{width}}  {v:>6}" for k, v in rows.items()),
-              file=self.out.stream, flush=True)
 
 
 def _finish(report: Report, args: argparse.Namespace, out: Output) -> int:
@@ -461,7 +346,7 @@ def _version() -> str:
 
 def cmd_proxy(args: argparse.Namespace, out: Output) -> int:
     """``acmedryrun proxy``: a FaultProxy in the foreground until Ctrl-C."""
-    from acmedryrun.testing._faultproxy import run_proxy
+    from acmedryrun.testing import run_proxy
 
     return run_proxy(args.upstream, args.fault, port=args.port, host=args.host,
                      upstream_ca_bundle=args.upstream_ca_bundle, seed=args.seed,
@@ -471,7 +356,7 @@ def cmd_proxy(args: argparse.Namespace, out: Output) -> int:
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
     """``acmedryrun demo``: a real dry run against a local Pebble, no internet needed."""
     from acmedryrun.demo import run_demo
-    from acmedryrun.testing._pebble import LocalPebbleError
+    from acmedryrun.testing import LocalPebbleError
 
     try:
         return run_demo(args, out)
@@ -505,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EX_USAGE
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Cancelled):
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EX_INTERRUPTED
     except Exception:  # noqa: BLE001 - the one place a bug becomes exit 70

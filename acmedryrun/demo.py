@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from acmedryrun.cli import Output
+    from acmedryrun.render import Output
     from acmedryrun.report import Report
     from acmedryrun.testing import LocalPebble
 

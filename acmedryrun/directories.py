@@ -1,13 +1,18 @@
-"""Known ACME directories: staging/production pairs and what each CA's policy is.
+"""Known ACME directories: staging/production pairs, and the production guard's hosts.
 
 Pure data plus lookups.  CONTRACT.md's "Known directories" table is the spec.
+Every comparison goes through :func:`acmedryrun.urls.parse_url`, so a host is
+matched in any spelling (case, a final dot, percent-encoding, IDNA).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
+
+from acmedryrun.urls import BadUrl, Url, parse_url
 
 
 class Kind(str, enum.Enum):
@@ -66,18 +71,24 @@ DEFAULT_ALIAS = "letsencrypt-staging"
 _BY_ALIAS = {d.alias: d for d in KNOWN}
 
 
-def _normalize(url: str) -> str:
+def _key(url: str | Url) -> tuple[str, str, int, str] | None:
     try:
-        parts = urlsplit(url.strip())
-        port_number = parts.port
-    except ValueError:  # a malformed URL matches no known directory
-        return url.strip()
-    host = (parts.hostname or "").lower()
-    port = f":{port_number}" if port_number and port_number != 443 else ""
-    return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}"
+        parsed = url if isinstance(url, Url) else parse_url(url.strip())
+    except BadUrl:  # a malformed URL matches no known directory
+        return None
+    return parsed.scheme, parsed.host, parsed.effective_port, parsed.path.rstrip("/")
 
 
-_BY_URL = {_normalize(d.url): d for d in KNOWN}
+_BY_URL = {_key(d.url): d for d in KNOWN}
+#: The hosts of each kind of known directory (every resource of a known CA lives on
+#: its directory's host).
+_BY_HOST: Mapping[Kind, Mapping[str, KnownDirectory]] = {
+    kind: {parse_url(d.url).host: d for d in KNOWN if d.kind is kind} for kind in Kind
+}
+#: The resources of a directory (RFC 8555 section 7.1.1, RFC 9773 section 3).
+ENDPOINTS: tuple[str, ...] = (
+    "newNonce", "newAccount", "newOrder", "newAuthz", "revokeCert", "keyChange", "renewalInfo",
+)
 
 
 def by_alias(alias: str) -> KnownDirectory | None:
@@ -85,9 +96,15 @@ def by_alias(alias: str) -> KnownDirectory | None:
     return _BY_ALIAS.get(alias)
 
 
-def lookup(url: str) -> KnownDirectory | None:
-    """The known directory at this URL (scheme/host case and a trailing slash ignored)."""
-    return _BY_URL.get(_normalize(url))
+def lookup(url: str | Url) -> KnownDirectory | None:
+    """The known directory at this URL (any spelling of the host, a trailing slash ignored)."""
+    key = _key(url)
+    return _BY_URL.get(key) if key is not None else None
+
+
+def production_host(url: Url) -> KnownDirectory | None:
+    """The known production CA whose host ``url`` is on, or None (the production guard)."""
+    return _BY_HOST[Kind.PRODUCTION].get(url.host)
 
 
 def twin_of(known: KnownDirectory) -> KnownDirectory | None:
@@ -95,6 +112,32 @@ def twin_of(known: KnownDirectory) -> KnownDirectory | None:
     return _BY_ALIAS[known.twin] if known.twin else None
 
 
+def staging_of(known: KnownDirectory) -> KnownDirectory | None:
+    """The staging twin of a known production directory (None for a staging one)."""
+    return next((d for d in KNOWN if d.twin == known.alias), None)
+
+
 def aliases() -> tuple[str, ...]:
     """Every alias, in the order of CONTRACT.md's table."""
     return tuple(d.alias for d in KNOWN)
+
+
+def by_endpoints(directory: Mapping[str, Any], kind: Kind) -> KnownDirectory | None:
+    """The known CA of ``kind`` whose host serves this directory's resources.  Pure.
+
+    A directory reached through another URL (a proxy, a mirror, a typo'd alias) is
+    still production when its ``newNonce``, ``newAccount``, ``newOrder`` or other
+    resources live on a production CA's host: a dry run there would count against
+    real rate limits and issue a trusted certificate.
+    """
+    for name in ENDPOINTS:
+        value = directory.get(name)
+        if not isinstance(value, str):
+            continue
+        try:
+            host = parse_url(value).host
+        except BadUrl:
+            continue
+        if host in _BY_HOST[kind]:
+            return _BY_HOST[kind][host]
+    return None

@@ -1,34 +1,64 @@
-"""Excerpts of the Public Suffix List (https://publicsuffix.org/list/).  Pure data.
+"""The Public Suffix List (https://publicsuffix.org/list/), through ``publicsuffixlist``.
 
 Shared by the preflight identifier rules (Boulder refuses a name that is an ICANN
-suffix) and the rate-limit estimates (a registered domain sits one label below one).
+suffix) and the rate-limit estimates (a certificate counts against its registered
+domain).  The package ships the whole list; it is loaded on first use (about 30 ms),
+only on the paths that need it.
 """
 
 from __future__ import annotations
 
-#: A small built-in excerpt of the ICANN section of the Public Suffix List
-#: (https://publicsuffix.org/list/), the suffixes people most often type by mistake.
-#: Boulder refuses a name equal to one ("Domain name is an ICANN TLD"); a bare TLD
-#: is refused anyway as ``NotFullyQualified``.  Deliberately incomplete: the real
-#: list has ~10,000 rules and changes weekly, and a miss only means the CA says it.
-ICANN_SUFFIXES = frozenset({
-    "co.uk", "org.uk", "me.uk", "ltd.uk", "plc.uk", "net.uk", "ac.uk", "gov.uk", "sch.uk",
-    "com.au", "net.au", "org.au", "edu.au", "gov.au", "id.au",
-    "co.nz", "net.nz", "org.nz", "govt.nz", "ac.nz",
-    "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp",
-    "com.br", "net.br", "org.br", "gov.br",
-    "com.cn", "net.cn", "org.cn", "gov.cn",
-    "co.in", "net.in", "org.in", "gov.in",
-    "co.za", "org.za", "gov.za", "com.mx", "org.mx", "com.ar", "com.tr", "co.kr", "or.kr",
-    "com.sg", "com.hk", "com.tw", "co.il", "com.ua", "com.pl", "co.id", "com.my",
-})
+import functools
+import ipaddress
+from typing import TYPE_CHECKING
 
-#: A small excerpt of the PSL's private section: hosting providers' suffixes.  The CA
-#: does not refuse them by policy, but only the provider can answer a challenge for one.
-PROVIDER_SUFFIXES = frozenset({
-    "github.io", "gitlab.io", "herokuapp.com", "netlify.app", "vercel.app", "pages.dev",
-    "workers.dev", "azurewebsites.net", "cloudapp.net", "cloudfront.net", "appspot.com",
-    "blogspot.com", "firebaseapp.com", "web.app", "s3.amazonaws.com", "duckdns.org",
-    "dyndns.org", "ddns.net", "fly.dev", "onrender.com", "glitch.me", "ngrok.io",
-    "ngrok-free.app", "trycloudflare.com", "myshopify.com", "readthedocs.io",
-})
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
+
+
+@functools.cache
+def _lists() -> tuple[PublicSuffixList, PublicSuffixList]:
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList(only_icann=True), PublicSuffixList()
+
+
+def _clean(name: str) -> str:
+    return name.strip().lower().rstrip(".").removeprefix("*.")
+
+
+def is_icann_suffix(name: str) -> bool:
+    """True when ``name`` is itself a suffix of the list's ICANN section (``co.uk``)."""
+    name = _clean(name)
+    icann, _ = _lists()
+    return "." in name and icann.publicsuffix(name, accept_unknown=False) == name
+
+
+def is_private_suffix(name: str) -> bool:
+    """True when ``name`` is a suffix of the list's private section (``github.io``)."""
+    name = _clean(name)
+    icann, full = _lists()
+    return (full.publicsuffix(name, accept_unknown=False) == name
+            and icann.publicsuffix(name, accept_unknown=False) != name)
+
+
+def registered_domain(name: str) -> str:
+    """The registered domain a name counts against for rate limits.
+
+    Let's Encrypt counts by the registrable domain of the whole list (private
+    section included: ``me.github.io`` is its own).  A wildcard counts as its base
+    name; a name that is itself a suffix counts as itself.  An IPv4 address is its
+    own registered domain and an IPv6 address counts as its /64, as Let's Encrypt's
+    rate-limit page says.
+    """
+    name = _clean(name)
+    try:
+        ip = ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        if ip.version == 6:
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(ip)
+    _, full = _lists()
+    return full.privatesuffix(name) or name

@@ -14,6 +14,10 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
+#: The certificate key types a run can use (``key_type=``, ``--key-type``), and the
+#: names :attr:`CertificateSummary.key_type` reports.
+KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
+
 
 class Cause(str, enum.Enum):
     """Whose fault a problem is."""
@@ -84,6 +88,19 @@ class Confidence(str, enum.Enum):
     def rank(self) -> int:
         """2 for high, 1 for medium, 0 for low: ``min()`` by rank is the weakest."""
         return {Confidence.HIGH: 2, Confidence.MEDIUM: 1, Confidence.LOW: 0}[self]
+
+
+class SolverErrorKind(str, enum.Enum):
+    """Why a local challenge solver failed (:class:`acmedryrun.solvers.SolverFailure`)."""
+
+    PORT_IN_USE = "port_in_use"
+    PERMISSION = "permission"
+    WEBROOT = "webroot"
+    HOOK_FAILED = "hook_failed"
+    HOOK_TIMEOUT = "hook_timeout"
+    UNSUPPORTED = "unsupported"
+    NO_CHALLENGE = "no_challenge"
+    OTHER = "other"
 
 
 class StepStatus(str, enum.Enum):

@@ -9,22 +9,26 @@ decided by :func:`acmedryrun.classify.retry_kind` (TAXONOMY.md, "Retry policy"):
 * 429: waited out only when ``Retry-After`` fits in the deadline;
 * anything the client caused: never.
 
-All of it is bounded by the run's one overall :class:`Deadline`.  Each retry is
-handed to ``on_retry`` as a frozen :class:`~acmedryrun.report.Retry` record.
+All of it is bounded by the run's one overall
+:class:`~acmedryrun.deadline.Deadline`, and the waits are charged to the CA.  Each
+retry is handed to ``on_retry`` as a frozen :class:`~acmedryrun.report.Retry`
+record.  :func:`set_testing` turns the backoff off for test suites.
 """
 
 from __future__ import annotations
 
 import random
-import threading
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import tenacity
 
-from acmedryrun.classify import Observation, RetryKind, retry_kind, retry_reason
+from acmedryrun.classify import RequestFailed, RetryKind, retry_kind, retry_reason
+from acmedryrun.deadline import Deadline, Party
 from acmedryrun.report import Retry, Step
+
+__all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "MAX_ATTEMPTS", "MAX_IMMEDIATE", "RequestFailed",
+           "backoff", "call", "is_testing", "set_testing"]
 
 T = TypeVar("T")
 
@@ -37,55 +41,23 @@ BACKOFF_BASE = 0.25
 BACKOFF_CAP = 8.0
 
 
-class RequestFailed(Exception):
-    """A request to the CA failed; ``obs`` says how (internal to the flow)."""
-
-    def __init__(self, obs: Observation) -> None:
-        super().__init__(str(obs))
-        self.obs = obs
-
-    @property
-    def retry_after(self) -> float | None:
-        """Seconds the CA asked to wait, if it said."""
-        return getattr(self.obs, "retry_after", None)
+_testing = False
 
 
-class Deadline:
-    """One overall deadline on the monotonic clock, optionally cancelled early.
+def set_testing(testing: bool) -> None:
+    """Turn retry backoff off (``True``) for test suites, as stamina's ``set_testing``.
 
-    ``cancel`` (a :class:`threading.Event`) ends the deadline at once when set: a
-    batch stopped with Ctrl-C ends its running dry runs at their next request or
-    wait, and they still clean up.
+    Retries still happen, with the same records and the same attempt limits, but
+    their waits are 0 s unless the CA's ``Retry-After`` asks for more; a test that
+    proves a retry then does not also prove the sleeping.
     """
+    global _testing  # noqa: PLW0603 - one process-wide switch, like stamina's
+    _testing = bool(testing)
 
-    def __init__(self, seconds: float, cancel: threading.Event | None = None) -> None:
-        self.seconds = seconds
-        self._end = time.monotonic() + seconds
-        self._cancel = cancel or threading.Event()
 
-    def remaining(self) -> float:
-        """Seconds left, never negative; 0 once cancelled."""
-        if self._cancel.is_set():
-            return 0.0
-        return max(0.0, self._end - time.monotonic())
-
-    @property
-    def expired(self) -> bool:
-        """True once the deadline has passed or was cancelled."""
-        return self.remaining() <= 0.0
-
-    def cancel(self) -> None:
-        """End the deadline now (Ctrl-C): waits wake, requests stop being sent."""
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        """True when the run was cancelled (not merely out of time)."""
-        return self._cancel.is_set()
-
-    def sleep(self, seconds: float) -> None:
-        """Sleep ``seconds`` or until the deadline, whichever is first; wakes on cancel."""
-        self._cancel.wait(min(seconds, self.remaining()))
+def is_testing() -> bool:
+    """Whether :func:`set_testing` turned backoff off."""
+    return _testing
 
 
 def backoff(attempt: int, retry_after: float | None) -> float:
@@ -94,7 +66,7 @@ def backoff(attempt: int, retry_after: float | None) -> float:
     ``Retry-After`` wins when it is larger (RFC 8555 section 6.6, RFC 9110 section 10.2.3).
     """
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-    wait = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
+    wait = 0.0 if _testing else random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter
     return max(wait, retry_after or 0.0)
 
 
@@ -153,8 +125,12 @@ def call(
         assert isinstance(exc, RequestFailed)  # noqa: S101
         on_retry(Retry(step, retry_reason(exc.obs), state.attempt_number, state.upcoming_sleep))
 
+    def charged_sleep(seconds: float) -> None:
+        with deadline.charge(Party.CA):
+            deadline.sleep(seconds)
+
     retrying = tenacity.Retrying(
         retry=should_retry, wait=wait, stop=stop, before_sleep=before_sleep,
-        sleep=sleep or deadline.sleep, reraise=True,
+        sleep=sleep or charged_sleep, reraise=True,
     )
     return retrying(fn)

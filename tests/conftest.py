@@ -20,6 +20,7 @@ import pytest
 
 import acmedryrun
 import acmedryrun.api
+import acmedryrun.retry
 from acmedryrun.report import Report
 from acmedryrun.schema import validate_report
 from acmedryrun.solvers import HTTP01Standalone, Solver
@@ -30,21 +31,23 @@ _names = itertools.count(1)
 # Every run in the suite stays on loopback: a test that forgets dns_resolver gets a
 # closed loopback port (a preflight warning), never the machine's real resolver.
 os.environ["ACMEDRYRUN_DNS_RESOLVER"] = "127.0.0.1:9"
+# Retry backoff off (stamina's set_testing): retries still happen and are recorded, but
+# waiting between them proves nothing here.  Tests of the waits turn it back on.
+acmedryrun.retry.set_testing(True)
 
 
 @pytest.fixture(autouse=True)
 def _every_report_matches_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever calls dry_run() in a test (directly, via batch, via an example run in
     process), its report is validated against the shipped JSON Schema."""
-    real = acmedryrun.api.dry_run
+    real = acmedryrun.api.run_options
 
     def checked(*args: Any, **kwargs: Any) -> Report:
         report = real(*args, **kwargs)
         validate_report(report.to_dict())
         return report
 
-    monkeypatch.setattr(acmedryrun, "dry_run", checked)
-    monkeypatch.setattr(acmedryrun.api, "dry_run", checked)
+    monkeypatch.setattr(acmedryrun.api, "run_options", checked)
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,21 @@ from __future__ import annotations
 import pytest
 
 from acmedryrun import classify as c
+from acmedryrun.deadline import Party
 from acmedryrun.report import Cause, Confidence, Severity, Step
 
 CLIENT, STAGING = Cause.CLIENT, Cause.STAGING
 HIGH, MEDIUM, LOW = Confidence.HIGH, Confidence.MEDIUM, Confidence.LOW
 T = c.TransportKind
+R = c.Reach
 
-# (observation, step, expected name, cause, confidence, retry kind)
+
+def ctx(**kwargs: object) -> c.Context:
+    """A classification context with only the given facts."""
+    return c.Context(**kwargs)  # type: ignore[arg-type]
+
+
+# (observation, step, expected name, cause, confidence, retry kind[, context])
 TABLE = [
     # ACME problem documents (RFC 8555 section 6.7 and extras)
     (c.AcmeError("badNonce", status=400), Step.ORDER, "BadNonceStorm", STAGING, HIGH,
@@ -92,31 +100,33 @@ TABLE = [
      c.RetryKind.NONE),
     (c.HttpError(404, "text/html"), Step.AUTHORIZATION, "UnexpectedHttpStatus", STAGING, LOW,
      c.RetryKind.NONE),
-    (c.HttpError(404, "text/html", known_url=True), Step.DIRECTORY, "UnexpectedHttpStatus",
-     STAGING, LOW, c.RetryKind.NONE),
+    (c.HttpError(404, "text/html"), Step.DIRECTORY, "UnexpectedHttpStatus",
+     STAGING, LOW, c.RetryKind.NONE, ctx(known_directory=True)),
     # transport, decided by the production twin
-    (c.TransportError(T.REFUSED, reference_ok=True), Step.DIRECTORY, "StagingUnreachable",
-     STAGING, HIGH, c.RetryKind.BACKOFF),
-    (c.TransportError(T.RESET, reference_ok=True), Step.FINALIZE, "StagingUnreachable", STAGING,
-     HIGH, c.RetryKind.BACKOFF),
-    (c.TransportError(T.TIMEOUT, reference_ok=False), Step.DIRECTORY, "CaUnreachable", CLIENT,
-     HIGH, c.RetryKind.BACKOFF),
-    (c.TransportError(T.DNS, reference_ok=False), Step.DIRECTORY, "CaUnreachable", CLIENT, HIGH,
-     c.RetryKind.BACKOFF),
-    (c.TransportError(T.TLS, reference_ok=None), Step.DIRECTORY, "StagingUnreachable", STAGING,
-     LOW, c.RetryKind.BACKOFF),
-    (c.TransportError(T.OTHER, reference_ok=None), Step.ORDER, "StagingUnreachable", STAGING,
-     LOW, c.RetryKind.BACKOFF),
-    (c.TransportError(T.TLS_VERIFY, reference_ok=True), Step.DIRECTORY,
-     "StagingCertificateInvalid", STAGING, HIGH, c.RetryKind.NONE),
-    (c.TransportError(T.TLS_VERIFY, reference_ok=False), Step.DIRECTORY, "TrustStoreStale",
-     CLIENT, HIGH, c.RetryKind.NONE),
-    (c.TransportError(T.TLS_VERIFY, reference_ok=None), Step.DIRECTORY, "TlsVerificationFailed",
-     STAGING, LOW, c.RetryKind.NONE),
-    (c.TransportError(T.RESET, reference_ok=False, staging_answered=True), Step.FINALIZE,
-     "StagingUnreachable", STAGING, HIGH, c.RetryKind.BACKOFF),
-    (c.TransportError(T.TLS_VERIFY, reference_ok=False, staging_answered=True), Step.ORDER,
-     "StagingUnreachable", STAGING, HIGH, c.RetryKind.NONE),
+    (c.TransportError(T.REFUSED), Step.DIRECTORY, "StagingUnreachable",
+     STAGING, HIGH, c.RetryKind.BACKOFF, ctx(reference=R.ANSWERED)),
+    (c.TransportError(T.RESET), Step.FINALIZE, "StagingUnreachable", STAGING,
+     HIGH, c.RetryKind.BACKOFF, ctx(reference=R.ANSWERED)),
+    (c.TransportError(T.TIMEOUT), Step.DIRECTORY, "CaUnreachable", CLIENT,
+     HIGH, c.RetryKind.BACKOFF, ctx(reference=R.UNREACHABLE)),
+    (c.TransportError(T.DNS), Step.DIRECTORY, "CaUnreachable", CLIENT, HIGH,
+     c.RetryKind.BACKOFF, ctx(reference=R.UNREACHABLE)),
+    (c.TransportError(T.TLS), Step.DIRECTORY, "StagingUnreachable", STAGING,
+     LOW, c.RetryKind.BACKOFF, ctx()),
+    (c.TransportError(T.OTHER), Step.ORDER, "StagingUnreachable", STAGING,
+     LOW, c.RetryKind.BACKOFF, ctx()),
+    (c.TransportError(T.TLS_VERIFY), Step.DIRECTORY,
+     "StagingCertificateInvalid", STAGING, HIGH, c.RetryKind.NONE, ctx(reference=R.ANSWERED)),
+    (c.TransportError(T.TLS_VERIFY), Step.DIRECTORY, "TrustStoreStale",
+     CLIENT, HIGH, c.RetryKind.NONE, ctx(reference=R.TLS_VERIFY)),
+    (c.TransportError(T.TLS_VERIFY), Step.DIRECTORY, "TlsVerificationFailed",
+     STAGING, LOW, c.RetryKind.NONE, ctx()),
+    (c.TransportError(T.RESET), Step.FINALIZE, "StagingUnreachable", STAGING, HIGH,
+     c.RetryKind.BACKOFF, ctx(reference=R.UNREACHABLE, staging_answered=True)),
+    (c.TransportError(T.TLS_VERIFY), Step.ORDER, "StagingUnreachable", STAGING, HIGH,
+     c.RetryKind.NONE, ctx(reference=R.TLS_VERIFY, staging_answered=True)),
+    (c.TransportError(T.TLS_VERIFY), Step.DIRECTORY, "TlsVerificationFailed", STAGING, LOW,
+     c.RetryKind.NONE, ctx(reference=R.UNREACHABLE)),
     # malformed responses
     (c.MalformedResponse("json"), Step.AUTHORIZATION, "MalformedResponse", STAGING, HIGH,
      c.RetryKind.BACKOFF),
@@ -131,9 +141,13 @@ TABLE = [
      HIGH, c.RetryKind.NONE),
     (c.Stuck(c.StuckState.ORDER_PENDING), Step.FINALIZE, "OrderStuckPending", STAGING, HIGH,
      c.RetryKind.NONE),
-    (c.DeadlineExceeded("ca"), Step.ORDER, "DeadlineExceeded", STAGING, HIGH, c.RetryKind.NONE),
-    (c.DeadlineExceeded("solver"), Step.CHALLENGE, "SolverDeadlineExceeded", CLIENT, HIGH,
-     c.RetryKind.NONE),
+    (c.DeadlineExceeded(), Step.ORDER, "DeadlineExceeded", STAGING, HIGH, c.RetryKind.NONE,
+     ctx(spent={Party.CA: 5.0, Party.SOLVER: 1.0})),
+    (c.DeadlineExceeded(), Step.ORDER, "DeadlineExceeded", STAGING, HIGH, c.RetryKind.NONE),
+    (c.DeadlineExceeded(), Step.CHALLENGE, "SolverDeadlineExceeded", CLIENT, HIGH,
+     c.RetryKind.NONE, ctx(spent={Party.CA: 1.0, Party.SOLVER: 5.0})),
+    (c.DeadlineExceeded(), Step.ORDER, "PreflightDeadlineExceeded", CLIENT, HIGH,
+     c.RetryKind.NONE, ctx(spent={Party.PREFLIGHT: 9.0, Party.CA: 1.0})),
     # local solver errors
     *[
         (c.SolverError(kind), Step.CHALLENGE, rule.name, CLIENT, HIGH, c.RetryKind.NONE)
@@ -156,14 +170,17 @@ TABLE = [
 ]
 
 
+ROWS = [row if len(row) == 7 else (*row, c.NO_CONTEXT) for row in TABLE]
+
+
 @pytest.mark.parametrize(
-    ("obs", "step", "name", "cause", "confidence", "retry"), TABLE,
-    ids=[f"{type(row[0]).__name__}-{row[2]}-{i}" for i, row in enumerate(TABLE)])
+    ("obs", "step", "name", "cause", "confidence", "retry", "context"), ROWS,
+    ids=[f"{type(row[0]).__name__}-{row[2]}-{i}" for i, row in enumerate(ROWS)])
 def test_table(  # noqa: PLR0917 - one parameter per column of the table
     obs: c.Observation, step: Step, name: str, cause: Cause, confidence: Confidence,
-    retry: c.RetryKind,
+    retry: c.RetryKind, context: c.Context,
 ) -> None:
-    problem = c.classify(obs, step=step, identifier="example.com")
+    problem = c.classify(obs, step=step, identifier="example.com", context=context)
     assert (problem.name, problem.cause, problem.confidence) == (name, cause, confidence)
     assert problem.step is step
     assert problem.hint, "every problem says what to do"
@@ -187,7 +204,8 @@ def test_every_acme_type_of_rfc8555_and_extras_has_a_row() -> None:
 
 def test_no_staging_row_ever_blames_the_client_when_the_twin_answers() -> None:
     for kind in c.TransportKind:
-        assert c.rule_for(c.TransportError(kind, reference_ok=True), Step.ORDER).cause is STAGING
+        answered = ctx(reference=R.ANSWERED)
+        assert c.rule_for(c.TransportError(kind), Step.ORDER, answered).cause is STAGING
 
 
 def test_problem_document_identifier_wins_and_compound_names_the_client_subproblem() -> None:

@@ -271,10 +271,10 @@ def test_a_bug_in_acmedryrun_is_exit_70_with_a_traceback_never_a_verdict() -> No
     import sys
 
     code = (
-        "import sys, acmedryrun.api as api, acmedryrun.cli as cli\n"
+        "import sys, acmedryrun.run as run, acmedryrun.cli as cli\n"
         "def boom(*a, **k):\n"
         "    raise TypeError('simulated bug')\n"
-        "api._execute = boom\n"
+        "run.Run.report = boom\n"
         "sys.exit(cli.main(['check', '-d', 'bug.example.com', '--webroot', '/tmp',"
         " '--directory', 'https://127.0.0.1:9/dir', '--json']))\n"
     )

@@ -33,7 +33,6 @@ from josepy.jwk import JWK, JWKEC
 import acmedryrun
 from acmedryrun.classify import TransportKind
 from acmedryrun.errors import UsageError
-from acmedryrun.flow import transport_kind
 from acmedryrun.solvers import HTTP01Standalone
 from acmedryrun.testing import LocalPebble
 from acmedryrun.testing._faultproxy import (
@@ -44,6 +43,7 @@ from acmedryrun.testing._faultproxy import (
     parse_fault,
     run_proxy,
 )
+from acmedryrun.transport import _kind as transport_kind
 
 TIMEOUT = 10.0
 JOSE = {"Content-Type": "application/jose+json"}

@@ -165,7 +165,7 @@ def test_valid_authorization_reused_from_another_client_is_deactivated_and_reval
     solver = http_solver(reuse_pebble)
     solver.open()
     try:
-        from acmedryrun.flow import key_authorization
+        from acmedryrun.acme_steps import key_authorization
         from acmedryrun.solvers import Challenge
 
         authz = order.authorizations[0]

@@ -7,7 +7,6 @@ challtestsrv cannot say (NXDOMAIN, no address, dangling CNAME, critical CAA tags
 
 from __future__ import annotations
 
-import datetime
 import http.server
 import socket
 import ssl
@@ -18,29 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from conftest import run
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from dnsserver import BlackHole, TinyDns, closed_udp_port
 
 import acmedryrun
-from acmedryrun import directories, preflight
+from acmedryrun import directories
+from acmedryrun.deadline import Deadline
 from acmedryrun.errors import UsageError
 from acmedryrun.preflight import (
-    CaaRecord,
-    CaaSet,
-    Checks,
     Identifier,
+    NameFindings,
+    Preflight,
     check_identifiers,
-    evaluate_caa,
-    parse_caa_value,
     parse_identifier,
     parse_resolver,
+    selfcheck,
 )
+from acmedryrun.preflight import dns as preflight_dns
+from acmedryrun.preflight.caa import CaaRecord, CaaSet, evaluate_caa, parse_caa_value
 from acmedryrun.report import Cause, Problem, Severity, Step, StepStatus, Verdict
-from acmedryrun.retry import Deadline
 from acmedryrun.solvers import DNS01Callback, HTTP01Standalone
 from acmedryrun.solvers._base import Challenge
 from acmedryrun.testing import LocalPebble
@@ -62,25 +58,45 @@ def challenge(name: str, *, ctype: str = "http-01", token: str = "tok",  # noqa:
                      validation=validation, url="https://ca.invalid/chall/1")
 
 
+class Checks:
+    """The preflight blocks, called in the order a run calls them (the tests' view)."""
+
+    def __init__(self, preflight: Preflight) -> None:
+        self.preflight = preflight
+        self.names = NameFindings()
+        self.ctype = "http-01"
+
+    def before_order(self, identifiers: Sequence[Identifier], *, challenge_type: str,
+                     supports_wildcard: bool, supports_ip: bool) -> list[Problem]:
+        self.ctype = challenge_type
+        problems = self.preflight.identifiers(
+            identifiers, challenge_type=challenge_type, supports_wildcard=supports_wildcard,
+            supports_ip=supports_ip)
+        if any(p.severity.decisive for p in problems):
+            return problems
+        self.names = self.preflight.check_names(identifiers, challenge_type=challenge_type)
+        return problems + list(self.names.problems)
+
+    def after_directory(self, directory: dict[str, Any]) -> list[Problem]:
+        meta = directory.get("meta") or {}
+        return list(self.preflight.judge_caa(self.names, meta, challenge_type=self.ctype)
+                    .problems)
+
+    def self_check(self, chs: Sequence[Challenge]) -> tuple[list[Problem], frozenset[str]]:
+        result = self.preflight.self_check(chs)
+        return list(result.problems), result.passed
+
+
 def checks(resolver: str, *, timeout: float = 20.0, known: directories.KnownDirectory | None
            = None, caa: Sequence[str] | None = None, http_port: int = 80) -> Checks:
-    return Checks(resolver=parse_resolver(resolver), deadline=Deadline(timeout), known=known,
-                  caa_identities=tuple(caa) if caa else None, http_port=http_port)
+    return Checks(Preflight(resolver=parse_resolver(resolver), deadline=Deadline(timeout),
+                            known=known, caa_identities=tuple(caa) if caa else None,
+                            http_port=http_port))
 
 
 def before(c: Checks, *raw: str, ctype: str = "http-01") -> list[Problem]:
     return c.before_order([parse_identifier(n) for n in raw], challenge_type=ctype,
                           supports_wildcard=ctype == "dns-01", supports_ip=ctype != "dns-01")
-
-
-@pytest.fixture
-def self_check_port(monkeypatch: pytest.MonkeyPatch, pebble: LocalPebble) -> None:
-    """The self-check fetches where Pebble's VA connects (not 80).
-
-    api.py is to pass the solver's port as ``Checks(http_port=...)``; until it does,
-    the class default stands in for that wiring.
-    """
-    monkeypatch.setattr(Checks, "http_port", pebble.http_port)
 
 
 # ============================================================ identifier rules (pure)
@@ -414,7 +430,7 @@ def test_silent_resolver_is_a_warning_after_one_query_lifetime_not_a_hang() -> N
     assert names(found) == ["DnsResolverUnreachable"]
     assert hole.address in found[0].detail
     assert "no answer within" in found[0].detail
-    assert preflight.QUERY_LIFETIME - 0.5 < took < preflight.QUERY_LIFETIME + 1.5
+    assert preflight_dns.QUERY_LIFETIME - 0.5 < took < preflight_dns.QUERY_LIFETIME + 1.5
 
 
 def test_dns_checks_stop_at_the_run_deadline() -> None:
@@ -560,19 +576,9 @@ def test_a_redirect_to_an_unusable_url_is_a_warning_not_a_crash(
 
 
 def _self_signed(tmp_path: Path) -> ssl.SSLContext:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.com")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(hours=1)).sign(key, hashes.SHA256()))
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    """A server context whose certificate no trust store knows (the CA checks none)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    trustme.CA().issue_cert("www.example.com").configure_cert(context)
     return context
 
 
@@ -580,7 +586,7 @@ def test_redirect_to_https_is_followed_without_verifying_the_certificate(
     tiny: TinyDns, web: Callable[..., Web], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secure = web({PATH: (200, {}, KEY_AUTH.encode())}, tls=_self_signed(tmp_path))
-    monkeypatch.setattr(preflight, "HTTPS_PORT", secure.port)  # the CA's https port
+    monkeypatch.setattr(selfcheck, "HTTPS_PORT", secure.port)  # the CA's https port
     plain = web({PATH: (301, {"Location": f"https://www.example.com{PATH}"}, b"")})
     problems, passed = self_check(tiny, plain.port, challenge("www.example.com"))
     assert (problems, passed) == ([], frozenset({"www.example.com"}))
@@ -595,7 +601,7 @@ def test_connection_refused_and_https_only_are_told_apart(
         assert names(problems) == ["SelfCheckConnectionRefused"]
         assert "127.0.0.2" in problems[0].detail
         https = web({}, address="127.0.0.2")  # something accepts on the "https" port
-        monkeypatch.setattr(preflight, "HTTPS_PORT", https.port)
+        monkeypatch.setattr(selfcheck, "HTTPS_PORT", https.port)
         problems, _ = self_check(dns, closed_tcp_port(), challenge("www.example.com"))
         assert names(problems) == ["SelfCheckHttpsOnly"]
 
@@ -729,7 +735,6 @@ def test_caa_naming_another_ca_is_client_error_only_preflight_can_catch(
     assert report.requests.total == 0
 
 
-@pytest.mark.usefixtures("self_check_port")
 def test_caa_naming_the_ca_passes(pebble: LocalPebble, unique_name: str) -> None:
     pebble.add_caa(unique_name, [("issue", "pebble.letsencrypt.org")])
     try:
@@ -752,7 +757,6 @@ def test_caa_with_no_identity_anywhere_is_a_warning_after_the_directory(
     assert "CaaIdentityUnknown" in names(report.problems)
 
 
-@pytest.mark.usefixtures("self_check_port")
 def test_address_nobody_serves_is_client_error_with_the_self_check_warning(
     pebble: LocalPebble, unique_name: str
 ) -> None:
@@ -771,7 +775,6 @@ def test_address_nobody_serves_is_client_error_with_the_self_check_warning(
     assert "self-check from this machine reached" not in fatal.hint
 
 
-@pytest.mark.usefixtures("self_check_port")
 def test_self_check_passing_where_the_ca_fails_points_at_the_cas_view(
     pebble: LocalPebble, unique_name: str
 ) -> None:

@@ -224,10 +224,10 @@ def test_renewing_a_certificate_that_is_not_one_is_exit_64(tmp_path: Path) -> No
 
 
 def test_batch_warns_where_production_limits_would_bite(tmp_path: Path) -> None:
-    from acmedryrun import twin
+    from acmedryrun.production import policy
 
     sets = [[f"host{i}.example.com"] for i in range(60)]
-    warnings = twin.batch_limit_warnings(sets, "letsencrypt-staging")
+    warnings = policy.batch_limit_warnings(sets, "letsencrypt-staging")
     assert any(p.name == "ProductionRegisteredDomainLimit" for p in warnings)
 
 

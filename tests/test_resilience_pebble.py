@@ -120,24 +120,11 @@ def test_stale_trust_store_for_both_is_client(pebble: LocalPebble, tmp_path: Pat
 
 
 def _unrelated_ca(tmp_path: Path) -> str:
-    """A CA bundle holding one self-signed CA that signed nothing (a stale trust store)."""
-    import datetime
+    """A CA bundle holding one CA that signed nothing (a stale trust store)."""
+    import trustme
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stale root")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
     path = tmp_path / "stale.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    trustme.CA().cert_pem.write_to_path(str(path))
     return str(path)
 
 

@@ -1,8 +1,7 @@
 """The report's JSON Schema: real reports validate, drifted ones are rejected.
 
-Every verdict is checked twice: by acmedryrun's own dependency-free validator
-and by the ``jsonschema`` package (the reference implementation), so a bug in
-the small validator cannot hide a bug in the schema or the other way round.
+``validate_report`` is the ``jsonschema`` package's Draft 2020-12 validator over the
+shipped schema; these tests prove the schema is neither too loose nor too strict.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import jsonschema
 import pytest
 from conftest import run
 
-from acmedryrun import schema
 from acmedryrun.report import (
     Cause,
     CertificateSummary,
@@ -255,18 +253,12 @@ def test_every_violation_is_listed_with_its_json_path() -> None:
     with pytest.raises(ReportSchemaError) as caught:
         validate_report(doc)
     assert sorted(v.split(":")[0] for v in caught.value.violations) == [
-        "$.extra", "$.problems[0].cause", "$.steps[1]", "$.verdict"]
-    assert "missing required key 'duration_s'" in str(caught.value)
-    assert "'server' is not one of 'client', 'staging'" in str(caught.value)
+        "$", "$.problems[0].cause", "$.steps[1]", "$.verdict"]
+    assert "'duration_s' is a required property" in str(caught.value)
+    assert "'server' is not one of ['client', 'staging']" in str(caught.value)
     assert len(reference_errors(doc)) == 4
 
 
 def test_a_non_object_report_is_rejected() -> None:
-    with pytest.raises(ReportSchemaError, match=r"\$: expected object, got array"):
+    with pytest.raises(ReportSchemaError, match=r"\$: \[\] is not of type 'object'"):
         validate_report([])  # type: ignore[arg-type]
-
-
-def test_validator_refuses_a_keyword_it_does_not_implement() -> None:
-    """A schema keyword the small validator does not know fails loudly, never passes silently."""
-    with pytest.raises(NotImplementedError, match="pattern"):
-        list(schema._check("x", {"type": "string", "pattern": "^y$"}, "$", {}))

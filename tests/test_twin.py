@@ -1,4 +1,4 @@
-"""Tests for acmedryrun.twin: what a staging run cannot see about production.
+"""Tests for acmedryrun.production: what a staging run cannot see about production.
 
 The pure parts (comparison rules, limits, CAA accounturi, the safety guard, ARI
 identifiers and windows) are table-tested.  The I/O parts talk to real Pebbles, one
@@ -25,21 +25,31 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from acmedryrun import twin
-from acmedryrun.directories import LETSENCRYPT
+from acmedryrun import directories
+from acmedryrun.deadline import Deadline
+from acmedryrun.directories import LETSENCRYPT, KnownDirectory
+from acmedryrun.preflight.caa import caa_accounturi_warning
+from acmedryrun.production import ari as ari_mod
+from acmedryrun.production import compare, policy, twin
+from acmedryrun.production.ari import RenewalInfo
+from acmedryrun.production.compare import BASE_ENDPOINTS, UsedFeatures
+from acmedryrun.production.twin import TwinUnavailable, UnavailableKind
 from acmedryrun.report import Cause, Severity, Verdict
-from acmedryrun.testing import LocalPebble
-from acmedryrun.testing._faultproxy import Fault, FaultProxy
-from acmedryrun.twin import (
-    BASE_ENDPOINTS,
-    RenewalInfo,
-    TwinUnavailable,
-    UnavailableKind,
-    UsedFeatures,
-)
+from acmedryrun.testing import Fault, FaultProxy, LocalPebble
+from acmedryrun.transport import Transport
 from acmedryrun.verdict import decide
 
 TIMEOUT = 5.0
+
+
+def transport(verify: str | bool = True) -> Transport:
+    """A transport for one test's read-only GETs."""
+    return Transport(verify=verify, deadline=Deadline(TIMEOUT))
+
+
+def production_by_endpoints(doc: dict[str, Any]) -> KnownDirectory | None:
+    """The known production CA whose host serves ``doc``'s resources."""
+    return directories.by_endpoints(doc, directories.Kind.PRODUCTION)
 
 # What Let's Encrypt's directories look like (2025), Boulder's random entry included:
 # its name differs per environment and must never count as a difference.
@@ -191,7 +201,7 @@ def test_compare_directories_rules(staging: dict[str, Any], production: dict[str
                                    used: UsedFeatures, expected: Expected) -> None:
     """Each comparison rule yields its problem, and the feature lists are stable names."""
     problems, staging_only, production_only = expected
-    result = twin.compare_directories(staging, production, used=used)
+    result = compare.compare_directories(staging, production, used=used)
     assert summary(result.problems) == problems
     assert result.staging_only_features == staging_only
     assert result.production_only_features == production_only
@@ -201,7 +211,7 @@ def test_compare_directories_rules(staging: dict[str, Any], production: dict[str
 
 def test_profile_not_in_production_names_the_profile_and_decides_client_error() -> None:
     """The problem names the profile; the verdict becomes client_error, prod false."""
-    result = twin.compare_directories(
+    result = compare.compare_directories(
         directory(meta=PROFILES_BOTH), directory(meta=PROFILES_CLASSIC),
         used=UsedFeatures(challenge_type=HTTP01, profile="shortlived"))
     (problem,) = result.problems
@@ -217,7 +227,7 @@ def test_profile_not_in_production_names_the_profile_and_decides_client_error() 
 
 def test_features_merely_on_offer_leave_the_verdict_alone() -> None:
     """Info problems never change likely_success, nor its confidence."""
-    result = twin.compare_directories(
+    result = compare.compare_directories(
         directory(meta=PROFILES_BOTH, renewalInfo="ari", newAuthz="authz"), directory(),
         used=UsedFeatures(challenge_type=HTTP01))
     assert {p.severity for p in result.problems} == {Severity.INFO}
@@ -229,7 +239,7 @@ def test_features_merely_on_offer_leave_the_verdict_alone() -> None:
 
 def test_no_production_directory_means_no_problem_and_says_so() -> None:
     """Without a twin nothing is compared, and the reason says so."""
-    result = twin.compare_directories(LE_STAGING, None,
+    result = compare.compare_directories(LE_STAGING, None,
                                       used=UsedFeatures(challenge_type=HTTP01))
     assert result.problems == ()
     assert result.staging_only_features == result.production_only_features == ()
@@ -257,7 +267,7 @@ def test_no_production_directory_means_no_problem_and_says_so() -> None:
 ])
 def test_production_by_endpoints(doc: dict[str, Any], alias: str | None) -> None:
     """A directory is production when its resources live on a production CA's host."""
-    known = twin.production_by_endpoints(doc)
+    known = production_by_endpoints(doc)
     assert (known.alias if known else None) == alias
 
 
@@ -266,17 +276,17 @@ def test_production_by_endpoints(doc: dict[str, Any], alias: str | None) -> None
 
 def test_letsencrypt_figures_match_the_published_pages() -> None:
     """The table holds the figures of letsencrypt.org's rate-limit and staging pages."""
-    prod, staging = twin.POLICIES["letsencrypt"], twin.POLICIES["letsencrypt-staging"]
+    prod, staging = policy.POLICIES["letsencrypt"], policy.POLICIES["letsencrypt-staging"]
     assert (prod.new_orders_per_account, prod.certificates_per_registered_domain,
             prod.certificates_per_exact_set, prod.authorization_failures_per_identifier,
             prod.names_per_certificate) == (
-        twin.Limit(300, "3 hours"), twin.Limit(50, "7 days"), twin.Limit(5, "7 days"),
-        twin.Limit(5, "hour"), 100)
+        policy.Limit(300, "3 hours"), policy.Limit(50, "7 days"), policy.Limit(5, "7 days"),
+        policy.Limit(5, "hour"), 100)
     assert (staging.new_orders_per_account, staging.certificates_per_registered_domain,
             staging.certificates_per_exact_set,
             staging.authorization_failures_per_identifier) == (
-        twin.Limit(1500, "3 hours"), twin.Limit(30000, "7 days"), twin.Limit(30000, "7 days"),
-        twin.Limit(200, "hour"))
+        policy.Limit(1500, "3 hours"), policy.Limit(30000, "7 days"), policy.Limit(30000, "7 days"),
+        policy.Limit(200, "hour"))
     assert prod.ari_replacements_exempt
 
 
@@ -287,13 +297,16 @@ def test_letsencrypt_figures_match_the_published_pages() -> None:
     ("new.blog.example.co.uk", "example.co.uk"),
     ("example.co.uk", "example.co.uk"),
     ("a.b.example.com.au", "example.com.au"),
+    ("x.pvt.k12.ma.us", "x.pvt.k12.ma.us"),
+    ("x.city.kobe.jp", "city.kobe.jp"),
+    ("me.github.io", "me.github.io"),
     ("localhost", "localhost"),
     ("192.0.2.7", "192.0.2.7"),
     ("2001:db8::1", "2001:db8::/64"),
 ])
-def test_registered_domain_heuristic(name: str, expected: str) -> None:
-    """Last two labels, three under a known two-label suffix; IPv4 alone, IPv6 per /64."""
-    assert twin.registered_domain(name) == expected
+def test_registered_domain(name: str, expected: str) -> None:
+    """The whole Public Suffix List decides; IPv4 alone, IPv6 per /64."""
+    assert policy.registered_domain(name) == expected
 
 
 def _distinct(n: int) -> list[list[str]]:
@@ -331,7 +344,7 @@ def _distinct(n: int) -> list[list[str]]:
 def test_batch_limit_warnings(sets: list[list[str]], ca: str, kwargs: dict[str, bool],
                               expected: list[tuple[str, str | None]]) -> None:
     """A batch that production would refuse gets a problem per exceeded limit."""
-    problems = twin.batch_limit_warnings(sets, ca, **kwargs)
+    problems = policy.batch_limit_warnings(sets, ca, **kwargs)
     assert [(p.name, p.identifier) for p in problems] == expected
     for p in problems:
         assert p.cause is Cause.CLIENT
@@ -341,7 +354,7 @@ def test_batch_limit_warnings(sets: list[list[str]], ca: str, kwargs: dict[str, 
 
 def test_batch_warning_quotes_production_and_staging_figures() -> None:
     """The detail says what production allows and how much more staging does."""
-    (problem,) = twin.batch_limit_warnings(_distinct(301), "letsencrypt")
+    (problem,) = policy.batch_limit_warnings(_distinct(301), "letsencrypt")
     assert "301 orders" in problem.detail
     assert "300 per 3 hours" in problem.detail
     assert "1,500 per 3 hours" in problem.detail
@@ -367,7 +380,7 @@ P_ACCT = "https://acme-v02.api.letsencrypt.org/acme/acct/456"
 def test_caa_accounturi_warning(uris: list[str | None], staging_account: str | None,
                                 expected: tuple[str, Severity] | None) -> None:
     """accounturi bound to one environment's account decides staging and production apart."""
-    problem = twin.caa_accounturi_warning("example.com", uris,
+    problem = caa_accounturi_warning("example.com", uris,
                                           staging_account_url=staging_account,
                                           production_url=LETSENCRYPT)
     assert (None if problem is None else (problem.name, problem.severity)) == expected
@@ -388,14 +401,14 @@ def test_caa_accounturi_warning(uris: list[str | None], staging_account: str | N
 ])
 def test_ari_cert_id_from_parts(aki: bytes, serial: int, expected: str) -> None:
     """base64url(keyIdentifier) "." base64url(DER serial content), no padding."""
-    assert twin.ari_cert_id_from_parts(aki, serial) == expected
+    assert ari_mod.ari_cert_id_from_parts(aki, serial) == expected
 
 
 @pytest.mark.parametrize(("aki", "serial"), [(RFC_AKI, -1), (b"", 1)])
 def test_ari_cert_id_from_parts_refuses_impossible_input(aki: bytes, serial: int) -> None:
     """A negative serial or an empty key identifier is no certificate's."""
     with pytest.raises(ValueError, match=r"serial|keyIdentifier"):
-        twin.ari_cert_id_from_parts(aki, serial)
+        ari_mod.ari_cert_id_from_parts(aki, serial)
 
 
 def make_cert(aki: bytes | None = RFC_AKI, serial: int = RFC_SERIAL) -> x509.Certificate:
@@ -421,13 +434,13 @@ def test_ari_cert_id_of_a_certificate_matches_the_rfc_example(form: str) -> None
     if form != "object":
         encoding = serialization.Encoding.PEM if form == "pem" else serialization.Encoding.DER
         given = cert.public_bytes(encoding)
-    assert twin.ari_cert_id(given) == RFC_CERT_ID
+    assert ari_mod.ari_cert_id(given) == RFC_CERT_ID
 
 
 def test_ari_cert_id_needs_an_authority_key_identifier() -> None:
     """Without AKI there is no ARI identifier, and the error says so."""
     with pytest.raises(ValueError, match="Authority Key Identifier"):
-        twin.ari_cert_id(make_cert(aki=None))
+        ari_mod.ari_cert_id(make_cert(aki=None))
 
 
 WINDOW = {"start": "2026-11-02T17:18:36Z", "end": "2026-11-04T12:29:25.123456789Z"}
@@ -447,7 +460,7 @@ WINDOW = {"start": "2026-11-02T17:18:36Z", "end": "2026-11-04T12:29:25.123456789
 def test_parse_renewal_info_window(data: dict[str, Any], now: str, due: bool,
                                    overdue: bool) -> None:
     """Renewal is due once the suggested window has begun (RFC 9773 section 4.2)."""
-    info = twin.parse_renewal_info(data, cert_id=RFC_CERT_ID, url="u",
+    info = ari_mod.parse_renewal_info(data, cert_id=RFC_CERT_ID, url="u",
                                    now=datetime.fromisoformat(now))
     assert isinstance(info, RenewalInfo)
     assert (info.due, info.overdue) == (due, overdue)
@@ -468,7 +481,7 @@ def test_parse_renewal_info_window(data: dict[str, Any], now: str, due: bool,
 ])
 def test_parse_renewal_info_rejects_an_invalid_window(data: Any) -> None:
     """An unusable window is reported, never guessed (RFC 9773 section 4.2)."""
-    info = twin.parse_renewal_info(data, cert_id=RFC_CERT_ID, url="u",
+    info = ari_mod.parse_renewal_info(data, cert_id=RFC_CERT_ID, url="u",
                                    now=datetime.now(timezone.utc))
     assert isinstance(info, TwinUnavailable)
     assert info.kind is UnavailableKind.BAD_RENEWAL_INFO
@@ -476,17 +489,17 @@ def test_parse_renewal_info_rejects_an_invalid_window(data: Any) -> None:
 
 def test_renewal_info_problem_is_info_or_warning_never_a_failure() -> None:
     """ARI advises; a due window is info naming replaces, an unreadable one a warning."""
-    info = twin.parse_renewal_info(
+    info = ari_mod.parse_renewal_info(
         {"suggestedWindow": WINDOW, "explanationURL": "https://ca.test/why"},
         cert_id=RFC_CERT_ID, url="u", now=datetime(2026, 11, 3, tzinfo=timezone.utc),
         rate_limit_exempt=True)
     assert isinstance(info, RenewalInfo)
-    problem = twin.renewal_info_problem(info)
+    problem = ari_mod.renewal_info_problem(info)
     assert (problem.name, problem.severity) == ("RenewalDue", Severity.INFO)
     assert RFC_CERT_ID in problem.hint
     assert "exempt" in problem.hint
     assert "https://ca.test/why" in problem.hint
-    unavailable = twin.renewal_info_problem(
+    unavailable = ari_mod.renewal_info_problem(
         TwinUnavailable("https://ca.test/ari/x", UnavailableKind.HTTP_STATUS, "HTTP 404", 404))
     assert (unavailable.severity, unavailable.http_status) == (Severity.WARNING, 404)
     assert decide([problem, unavailable]).verdict is Verdict.LIKELY_SUCCESS
@@ -497,9 +510,9 @@ def test_renewal_info_never_asks_a_staging_directory(monkeypatch: pytest.MonkeyP
     def no_request(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("a request was sent")
 
-    monkeypatch.setattr(requests, "get", no_request)
+    monkeypatch.setattr(requests.Session, "request", no_request)
     cert = make_cert().public_bytes(serialization.Encoding.PEM)
-    result = twin.renewal_info(cert, LE_STAGING, verify=True, timeout=TIMEOUT)
+    result = ari_mod.renewal_info(transport(), cert, LE_STAGING)
     assert isinstance(result, TwinUnavailable)
     assert result.kind is UnavailableKind.STAGING_DIRECTORY
     assert "10327" in result.reason
@@ -507,9 +520,10 @@ def test_renewal_info_never_asks_a_staging_directory(monkeypatch: pytest.MonkeyP
 
 def test_renewal_info_without_ari_in_the_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     """A directory without renewalInfo means no ARI, and nothing is sent."""
-    monkeypatch.setattr(requests, "get", lambda *a, **k: pytest.fail("a request was sent"))
+    monkeypatch.setattr(requests.Session, "request",
+                        lambda *a, **k: pytest.fail("a request was sent"))
     cert = make_cert().public_bytes(serialization.Encoding.PEM)
-    result = twin.renewal_info(cert, directory(), verify=True, timeout=TIMEOUT)
+    result = ari_mod.renewal_info(transport(), cert, directory())
     assert isinstance(result, TwinUnavailable)
     assert result.kind is UnavailableKind.NO_RENEWAL_INFO
 
@@ -594,7 +608,7 @@ def test_reference_that_is_not_an_acme_directory_gets_a_warning_naming_it(
         not_directories: Stub, path: str, kind: UnavailableKind) -> None:
     """HTML, 404 or the wrong JSON: a warning naming the reference; the verdict stands."""
     url = not_directories.url(path)
-    result = twin.fetch_directory(url, verify=True, timeout=TIMEOUT)
+    result = twin.fetch_directory(transport(), url)
     assert isinstance(result, TwinUnavailable)
     assert result.kind is kind
     problem = twin.twin_unavailable_problem(url, result)
@@ -615,7 +629,7 @@ def _free_port() -> int:
 def test_unreachable_production_twin_is_a_warning_never_a_failure() -> None:
     """A twin nobody answers for is a warning; a successful staging run stays a success."""
     url = f"https://127.0.0.1:{_free_port()}/directory"
-    result = twin.fetch_directory(url, verify=True, timeout=TIMEOUT)
+    result = twin.fetch_directory(transport(), url)
     assert isinstance(result, TwinUnavailable)
     assert result.kind is UnavailableKind.UNREACHABLE
     problem = twin.twin_unavailable_problem(url, result)
@@ -677,7 +691,7 @@ def meta(**fields: Any) -> dict[str, Any]:
 
 
 def fetch(proxy: FaultProxy) -> Mapping[str, Any]:
-    got = twin.fetch_directory(proxy.directory_url, verify=proxy.ca_bundle, timeout=TIMEOUT)
+    got = twin.fetch_directory(transport(proxy.ca_bundle), proxy.directory_url)
     assert not isinstance(got, TwinUnavailable), got
     return got
 
@@ -711,8 +725,7 @@ def test_production_twin_misbehaving_over_https_is_unavailable(
     """A load balancer page, a 404, a non-JSON body or a reset: the reason is named."""
     with FaultProxy(production_ca.directory_url, upstream_ca_bundle=production_ca.ca_bundle,
                     faults=[fault]) as proxy:
-        result = twin.fetch_directory(proxy.directory_url, verify=proxy.ca_bundle,
-                                      timeout=TIMEOUT)
+        result = twin.fetch_directory(transport(proxy.ca_bundle), proxy.directory_url)
     assert isinstance(result, TwinUnavailable)
     assert result.kind is kind
 
@@ -722,7 +735,7 @@ def test_profile_only_staging_offers_requested_is_a_client_problem(
     """Staging offers shortlived, production does not: requesting it fails production."""
     with twin_proxy(staging_ca, meta=meta(profiles={"classic": "c", "shortlived": "s"})) as s, \
             twin_proxy(production_ca, meta=meta(profiles={"classic": "c"})) as p:
-        result = twin.compare_directories(
+        result = compare.compare_directories(
             fetch(s), fetch(p), used=UsedFeatures(challenge_type=HTTP01, profile="shortlived"))
     assert summary(result.problems) == {
         ("ProfileNotInProduction", Cause.CLIENT, Severity.ERROR)}
@@ -738,7 +751,7 @@ def test_same_profile_offered_by_both_is_no_problem(
     profiles = {"classic": "c", "shortlived": "s"}
     with twin_proxy(staging_ca, meta=meta(profiles=profiles)) as s, \
             twin_proxy(production_ca, meta=meta(profiles=profiles)) as p:
-        result = twin.compare_directories(
+        result = compare.compare_directories(
             fetch(s), fetch(p), used=UsedFeatures(challenge_type=HTTP01, profile="shortlived"))
     assert result.problems == ()
     assert result.staging_only_features == result.production_only_features == ()
@@ -750,7 +763,7 @@ def test_staging_only_features_not_used_are_info_only(
     with twin_proxy(staging_ca, meta=meta(profiles={"shortlived": "s"}),
                     renewalInfo="https://127.0.0.1:1/renewal-info") as s, \
             twin_proxy(production_ca) as p:
-        result = twin.compare_directories(fetch(s), fetch(p),
+        result = compare.compare_directories(fetch(s), fetch(p),
                                           used=UsedFeatures(challenge_type=HTTP01))
     assert result.staging_only_features == ("endpoint:renewalInfo", "profile:shortlived")
     assert {p.severity for p in result.problems} == {Severity.INFO}
@@ -763,12 +776,12 @@ def test_eab_required_only_in_production_is_a_client_problem_without_eab(
     with twin_proxy(staging_ca) as s, twin_proxy(production_eab_ca) as p:
         staging_dir, production_dir = fetch(s), fetch(p)
     assert production_dir["meta"]["externalAccountRequired"] is True
-    without = twin.compare_directories(staging_dir, production_dir,
+    without = compare.compare_directories(staging_dir, production_dir,
                                        used=UsedFeatures(challenge_type=HTTP01))
     assert summary(without.problems) == {("ProductionRequiresEab", Cause.CLIENT, Severity.ERROR)}
     assert without.production_only_features == ("meta.externalAccountRequired",)
     assert decide(without.problems).verdict is Verdict.CLIENT_ERROR
-    with_eab = twin.compare_directories(staging_dir, production_dir,
+    with_eab = compare.compare_directories(staging_dir, production_dir,
                                         used=UsedFeatures(challenge_type=HTTP01, eab=True))
     assert not with_eab.production_blocked
 
@@ -784,9 +797,9 @@ def test_renewal_info_asks_production_once_with_the_ari_cert_id(
     with Stub(routes) as ari, \
             twin_proxy(production_ca, renewalInfo=ari.url("/renewal-info/")) as p:
         production_dir = fetch(p)
-        result = twin.renewal_info(
-            cert.public_bytes(serialization.Encoding.PEM), production_dir,
-            verify=p.ca_bundle, timeout=TIMEOUT, ca="letsencrypt",
+        result = ari_mod.renewal_info(
+            transport(p.ca_bundle), cert.public_bytes(serialization.Encoding.PEM),
+            production_dir, ca="letsencrypt",
             now=datetime(2026, 1, 2, tzinfo=timezone.utc))
         seen = list(ari.seen)
     assert seen == [("GET", f"/renewal-info/{RFC_CERT_ID}")]
@@ -803,12 +816,13 @@ def test_renewal_info_for_a_certificate_production_does_not_know_is_a_warning(
         production_ca: LocalPebble) -> None:
     """renewalInfo answering 404 is unavailable ARI: a warning, with the status."""
     with Stub({}) as ari, twin_proxy(production_ca, renewalInfo=ari.url("/ari")) as p:
-        result = twin.renewal_info(make_cert().public_bytes(serialization.Encoding.DER),
-                                   fetch(p), verify=p.ca_bundle, timeout=TIMEOUT)
+        result = ari_mod.renewal_info(
+            transport(p.ca_bundle), make_cert().public_bytes(serialization.Encoding.DER),
+            fetch(p))
     assert isinstance(result, TwinUnavailable)
     assert (result.kind, result.http_status) == (UnavailableKind.HTTP_STATUS, 404)
     assert result.url.endswith(f"/ari/{RFC_CERT_ID}")
-    assert twin.renewal_info_problem(result).severity is Severity.WARNING
+    assert ari_mod.renewal_info_problem(result).severity is Severity.WARNING
 
 
 def test_flow_emulation_fetch_both_twins_guard_compare_and_decide(
@@ -825,13 +839,12 @@ def test_flow_emulation_fetch_both_twins_guard_compare_and_decide(
             twin_proxy(production_ca, meta=meta(profiles={"classic": "c"},
                                                 caaIdentities=["pebble.test"])) as p:
         staging_dir = fetch(s)
-        assert twin.production_by_endpoints(staging_dir) is None  # a run may go ahead
-        production_dir = twin.fetch_directory(p.directory_url, verify=p.ca_bundle,
-                                              timeout=TIMEOUT)
+        assert production_by_endpoints(staging_dir) is None  # a run may go ahead
+        production_dir = twin.fetch_directory(transport(p.ca_bundle), p.directory_url)
         assert not isinstance(production_dir, TwinUnavailable)
         used = UsedFeatures(challenge_type=HTTP01, profile="shortlived",
                             endpoints=BASE_ENDPOINTS | {"renewalInfo"})
-        result = twin.compare_directories(staging_dir, production_dir, used=used)
+        result = compare.compare_directories(staging_dir, production_dir, used=used)
         production_requests = [(e.method, e.endpoint) for e in p.events]
     run_problems = [*result.problems]  # the staging run itself went fine
     assert summary(run_problems) == {

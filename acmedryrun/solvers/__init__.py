@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from acmedryrun._lazy import lazy_getattr
-from acmedryrun.classify import SolverErrorKind
+from acmedryrun.report import SolverErrorKind
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
 if TYPE_CHECKING:

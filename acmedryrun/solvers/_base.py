@@ -16,11 +16,13 @@ webroot), which stops the run before it talks to the CA.
 from __future__ import annotations
 
 import abc
-import time
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
-from acmedryrun.classify import SolverErrorKind
+from acmedryrun.report import SolverErrorKind
+
+if TYPE_CHECKING:
+    from acmedryrun.deadline import Deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +41,10 @@ class Challenge:
             TXT value (base64url SHA-256 of it) for dns-01, the SHA-256 digest
             (hex) for tls-alpn-01.
         url: The challenge URL at the CA.
-        deadline: When the run's deadline expires, on the :func:`time.monotonic`
-            clock (None: no deadline).  A solver should finish ``perform`` by then;
-            :meth:`time_left` says how long that is.
+        deadline: The run's :class:`~acmedryrun.deadline.Deadline` (None: none).
+            A solver should finish ``perform`` within it (:meth:`time_left`) and
+            stop at once when it is cancelled (``deadline.cancelled``); during
+            cleanup it is the one cleanup budget.
     """
 
     type: str
@@ -52,13 +55,13 @@ class Challenge:
     key_authorization: str
     validation: str
     url: str
-    deadline: float | None = None
+    deadline: Deadline | None = field(default=None, compare=False)
 
     def time_left(self, floor: float = 0.0) -> float | None:
-        """Seconds until :attr:`deadline` (at least ``floor``), or None without one."""
+        """Seconds left of :attr:`deadline` (at least ``floor``), or None without one."""
         if self.deadline is None:
             return None
-        return max(floor, self.deadline - time.monotonic())
+        return max(floor, self.deadline.remaining())
 
     @property
     def domain(self) -> str:

@@ -32,9 +32,9 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
-from acmedryrun.classify import SolverErrorKind
 from acmedryrun.errors import UsageError
-from acmedryrun.preflight import parse_resolver
+from acmedryrun.preflight.dns import parse_resolver
+from acmedryrun.report import SolverErrorKind
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
 #: RFC 8555 section 8.4: the label the CA queries under the validated name.

@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 from typing import ClassVar
 
-from acmedryrun.classify import SolverErrorKind
 from acmedryrun.errors import UsageError
+from acmedryrun.report import SolverErrorKind
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
 #: RFC 8555 section 8.3: the path the CA fetches.

@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from acmedryrun.classify import SolverErrorKind
 from acmedryrun.errors import UsageError
+from acmedryrun.report import SolverErrorKind
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
 #: RFC 8737 section 6.2: the ALPN protocol ID of tls-alpn-01.

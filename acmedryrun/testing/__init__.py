@@ -17,15 +17,30 @@ from typing import TYPE_CHECKING
 from acmedryrun._lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from acmedryrun.testing._faultproxy import Fault, FaultProxy, ProxyEvent, parse_fault
-    from acmedryrun.testing._pebble import LocalPebble, PebbleNotInstalled, PebbleStartError
+    from acmedryrun.testing._faultproxy import (
+        Fault,
+        FaultProxy,
+        ProxyEvent,
+        parse_fault,
+        run_proxy,
+    )
+    from acmedryrun.testing._pebble import (
+        LocalPebble,
+        LocalPebbleError,
+        PebbleNotInstalled,
+        PebbleStartError,
+    )
+    from acmedryrun.testing.pytest_plugin import DryRunLocal
 
 _LAZY = {
     "Fault": "acmedryrun.testing._faultproxy",
     "FaultProxy": "acmedryrun.testing._faultproxy",
     "ProxyEvent": "acmedryrun.testing._faultproxy",
     "parse_fault": "acmedryrun.testing._faultproxy",
+    "run_proxy": "acmedryrun.testing._faultproxy",
     "LocalPebble": "acmedryrun.testing._pebble",
+    "LocalPebbleError": "acmedryrun.testing._pebble",
+    "DryRunLocal": "acmedryrun.testing.pytest_plugin",
     "PebbleNotInstalled": "acmedryrun.testing._pebble",
     "PebbleStartError": "acmedryrun.testing._pebble",
 }
@@ -35,11 +50,14 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [
+    "DryRunLocal",
     "Fault",
     "FaultProxy",
     "LocalPebble",
+    "LocalPebbleError",
     "PebbleNotInstalled",
     "PebbleStartError",
     "ProxyEvent",
     "parse_fault",
+    "run_proxy",
 ]
