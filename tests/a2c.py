@@ -311,7 +311,8 @@ class LocalA2C:
     Args:
         eab_keys: ``{kid: base64url HMAC key}``; when given, every newAccount needs a
             matching external account binding (RFC 8555 section 7.3.4), checked by
-            acme2certifier's JSON-file EAB handler.
+            acme2certifier's JSON-file EAB handler.  Use keys of 32 bytes or more: a
+            24-byte key was refused ("invalid eab credentials") even when right.
         require_contact: acme2certifier refuses a newAccount without a contact
             (``malformed``, "Contact information is missing"); False turns that
             off (``[Account] contact_check_disable``).
@@ -369,7 +370,7 @@ class LocalA2C:
 
     @staticmethod
     def is_installed(python: str | None = None) -> bool:
-        """True if acme2certifier |A2C_VERSION| imports in its interpreter."""
+        """True if the pinned acme2certifier (`A2C_VERSION`) imports in its interpreter."""
         return installed_version(python) == A2C_VERSION
 
     # ------------------------------------------------------------------ state

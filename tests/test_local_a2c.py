@@ -12,6 +12,7 @@ import dns.rdatatype
 import pytest
 import requests
 from a2c import A2CNotInstalled, LocalA2C
+from cryptography import x509
 
 import acmedryrun
 from acmedryrun import Verdict
@@ -77,6 +78,10 @@ def test_directory_dns_and_cleanup() -> None:
             dns_resolver=ca.dns_resolver, timeout=30,
             solver=HTTP01Standalone(port=ca.http_port, address=ca.http_address))
         assert report.verdict is Verdict.LIKELY_SUCCESS, report.problems
+        issuer = x509.load_pem_x509_certificate(Path(ca.issuer_cert).read_bytes())
+        assert report.certificate is not None
+        assert report.certificate.issuer == issuer.subject.rfc4514_string()
+        assert report.certificate.chain_length == 2
     assert not ca.running
     assert not any(_alive(pid) for pid in pids)
     assert not Path(tmpdir).exists()

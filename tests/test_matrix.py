@@ -51,8 +51,8 @@ pytest_plugins = ["a2c_fixtures"]
 #: information is missing"); Pebble takes one too, so every run sends it.
 EMAIL = "admin@example.com"
 #: The deadline of runs whose verdict should come at once, and how soon it must come.
-TIMEOUT = 10.0
-FAST = 4.0
+TIMEOUT = 8.0
+FAST = 3.0
 
 _serial = itertools.count(1)
 
@@ -334,7 +334,7 @@ def test_ca_stopped_mid_run_is_staging_unstable(kind: str, name: str, tmp_path: 
         ca = target(instance, ca_bundle=bundle)
         stop = instance.stop if isinstance(instance, LocalPebble) else instance.stop_server
         solver = StopsTheCA(ca.http_solver(), stop)
-        report = ca.run([name], solver=solver, timeout=8)
+        report = ca.run([name], solver=solver, timeout=5)
     assert solver.stopped
     assert report.verdict is Verdict.STAGING_UNSTABLE, report.problems
     decisive = [p for p in report.problems if p.severity.decisive]
