@@ -21,7 +21,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,6 +72,36 @@ def fixture(name: str, now: datetime | None = None) -> bytes:
     if now is None or not name.endswith(".json"):
         return raw
     return json.dumps(shifted(json.loads(raw), now)).encode()
+
+
+_serials = iter(range(0x3A0000, 0x3FFFFF, 17))
+
+
+def crtsh_rows(names: Sequence[str], hours_ago: Sequence[float], *, now: datetime,
+               issuer: str = "C=US, O=Let's Encrypt, CN=E7",
+               issuer_ca_id: int = 295813) -> list[dict[str, Any]]:
+    """crt.sh rows for issuances of exactly ``names`` at ``now - h`` for each h, each as
+    a precertificate row and a certificate row (one serial), in the fixtures' shape:
+    for tests whose names are made up at run time (a Pebble test's unique name)."""
+    rows: list[dict[str, Any]] = []
+    for hours in hours_ago:
+        issued = now - timedelta(hours=hours)
+        not_before = issued - timedelta(hours=1)  # Let's Encrypt backdates ~1 h
+        serial = f"{next(_serials):036x}"
+        for delay in (1.173, 3.402):
+            logged = issued + timedelta(seconds=delay)
+            rows.append({
+                "issuer_ca_id": issuer_ca_id, "issuer_name": issuer,
+                "common_name": sorted(names)[0], "name_value": "\n".join(sorted(names)),
+                "id": next(_serials),
+                "entry_timestamp": logged.strftime("%Y-%m-%dT%H:%M:%S.")
+                + f"{logged.microsecond // 1000:03d}",
+                "not_before": not_before.strftime("%Y-%m-%dT%H:%M:%S"),
+                "not_after": (not_before + timedelta(days=90, seconds=-1))
+                .strftime("%Y-%m-%dT%H:%M:%S"),
+                "serial_number": serial, "result_count": 2,
+            })
+    return rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from ctserver import CtServer, Route, closed_port, fixture, urllib_fetch
+from ctserver import CtServer, Route, closed_port, crtsh_rows, fixture, urllib_fetch
 
 from acmedryrun.production import ct
 from acmedryrun.production.ct import (
@@ -410,6 +410,15 @@ def test_a_local_cert_spotter_answer_gives_the_same_prediction(now: datetime) ->
     assert requests[0].startswith("/v1/issuances?domain=example.com&include_subdomains=true"
                                   "&expand=dns_names&expand=issuer")
     assert "&after=" in requests[1]  # the next page was asked for, and was empty
+
+
+def test_a_local_answer_at_the_domain_limit_warns_for_a_new_name(now: datetime) -> None:
+    rows = [row for i in range(50) for row in crtsh_rows([f"h{i}.example.com"], [2], now=now)]
+    with CtServer({"example.com": json.dumps(rows).encode()}) as server:
+        forecast = check_rate_limits(["t1-42.example.com"], LE, fetch=urllib_fetch,
+                                     url=server.url, now=now)
+    assert names_of(forecast.problems) == ["ProductionDomainLimit"]
+    assert not forecast.production_refuses
 
 
 def test_an_unreachable_source_gives_a_notice_only() -> None:
