@@ -228,7 +228,7 @@ def test_batch_warns_where_production_limits_would_bite(tmp_path: Path) -> None:
 
     sets = [[f"host{i}.example.com"] for i in range(60)]
     warnings = policy.batch_limit_warnings(sets, "letsencrypt-staging")
-    assert any(p.name == "ProductionRegisteredDomainLimit" for p in warnings)
+    assert any(p.name == "BatchRegisteredDomainLimit" for p in warnings)
 
 
 def test_caa_accounturi_naming_only_the_staging_account_fails_production(
