@@ -151,10 +151,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     sol.add_argument("--webroot", metavar="DIR",
                      help="http-01 by writing files under DIR/.well-known/acme-challenge/")
     sol.add_argument("--dns-01-auth-hook", metavar="CMD",
-                     help="dns-01: CMD gets CERTBOT_DOMAIN, CERTBOT_VALIDATION, CERTBOT_TOKEN"
-                     " (certbot's manual-hook environment, so existing scripts work)")
+                     help="dns-01: CMD gets CERTBOT_DOMAIN, CERTBOT_VALIDATION, ... (exactly"
+                     " certbot's manual-hook environment for dns-01: no CERTBOT_TOKEN)")
     sol.add_argument("--dns-01-cleanup-hook", metavar="CMD",
-                     help="dns-01: removes the TXT record again (same environment)")
+                     help="dns-01: removes the TXT record again (same, plus CERTBOT_AUTH_OUTPUT)")
+    sol.add_argument("--http-01-auth-hook", metavar="CMD",
+                     help="http-01 via hooks (certbot's --manual --preferred-challenges http):"
+                     " CMD serves CERTBOT_VALIDATION at CERTBOT_TOKEN, for CDNs and remote"
+                     " web servers")
+    sol.add_argument("--http-01-cleanup-hook", metavar="CMD",
+                     help="http-01: removes the file again (same, plus CERTBOT_AUTH_OUTPUT)")
     sol.add_argument("--tls-alpn-01-port", type=_port, metavar="N",
                      help="standalone tls-alpn-01 responder port (RFC 8737)")
     sol.add_argument("--tls-alpn-01-address", default="", metavar="ADDR",
@@ -218,16 +224,22 @@ def _solver(args: argparse.Namespace) -> Solver:
     chosen = [name for name, given in (
         ("--webroot", args.webroot), ("--http-01-port", args.http_01_port),
         ("--dns-01-auth-hook", args.dns_01_auth_hook),
+        ("--http-01-auth-hook", args.http_01_auth_hook),
         ("--tls-alpn-01-port", args.tls_alpn_01_port)) if given]
     if len(chosen) > 1:
         raise UsageError(f"{chosen[0]} and {chosen[1]} exclude each other: one solver per run")
     if args.dns_01_cleanup_hook and not args.dns_01_auth_hook:
         raise UsageError("--dns-01-cleanup-hook needs --dns-01-auth-hook")
+    if args.http_01_cleanup_hook and not args.http_01_auth_hook:
+        raise UsageError("--http-01-cleanup-hook needs --http-01-auth-hook")
     if args.webroot:
         return solvers.HTTP01Webroot(args.webroot)
     if args.dns_01_auth_hook:
         return solvers.DNS01Hook(args.dns_01_auth_hook, args.dns_01_cleanup_hook,
                                  timeout=min(120.0, args.timeout))
+    if args.http_01_auth_hook:
+        return solvers.HTTP01Hook(args.http_01_auth_hook, args.http_01_cleanup_hook,
+                                  timeout=min(120.0, args.timeout))
     if args.tls_alpn_01_port:
         return solvers.TLSALPN01Standalone(port=args.tls_alpn_01_port,
                                            address=args.tls_alpn_01_address)

@@ -1,9 +1,10 @@
 """Running certbot-style hook commands: one shell command line per challenge.
 
 The hook runner shared by the hook solvers (``DNS01Hook``, ``HTTP01Hook``):
-checking that a hook's program exists before any request, running it through
-``/bin/sh -c`` in its own process group with a time limit, and quoting what it
-printed when it fails.
+checking that a hook's program (and a script's ``#!`` interpreter) exists
+before any request, running it through ``/bin/sh -c`` in its own process group
+with a time limit, quoting the tail of what it printed when it fails, and
+:class:`ManualHooks`, certbot's manual-hook environment per challenge type.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from acmedryrun.classify import SolverErrorKind
 from acmedryrun.errors import UsageError
+from acmedryrun.solvers._base import Challenge, SolverFailure
 
 DEFAULT_HOOK_TIMEOUT = 120.0
 #: Seconds a cleanup hook may still run after the run's deadline has passed.
@@ -67,10 +70,13 @@ def check_hook_command(command: str, option: str) -> None:
     """Check that ``command``'s program exists and is executable, as certbot does.
 
     The program is the first shell word after any ``NAME=value`` assignments;
-    shell built-ins (``true``, ``exit``, ``cd`` ...) pass.
+    shell built-ins (``true``, ``exit``, ``cd`` ...) pass.  A script's ``#!``
+    interpreter is checked too (certbot does not: its hook then fails only after
+    the order was created).
 
     Raises:
-        UsageError: unparseable, empty, not found on PATH, or not executable.
+        UsageError: unparseable, empty, not found on PATH, not executable, or a
+            script whose ``#!`` interpreter is missing.
     """
     try:
         words = shlex.split(command)
@@ -92,11 +98,45 @@ def check_hook_command(command: str, option: str) -> None:
             raise UsageError(
                 f"{option}: '{program}' is not an executable: it exists but cannot be run"
                 " (chmod +x?)")
+    else:
+        found = shutil.which(program)
+        if found is None:
+            raise UsageError(
+                f"{option}: '{program}' is not an executable found on PATH"
+                f" ({os.environ.get('PATH', '')})")
+        path = found
+    _check_interpreter(path, program, option)
+
+
+def _check_interpreter(path: str, program: str, option: str) -> None:
+    """A script's ``#!`` interpreter must exist too, or the hook fails only mid-run.
+
+    The kernel reads at most the first 256 bytes for the ``#!`` line (Linux
+    ``BINPRM_BUF_SIZE``).  ``#!/usr/bin/env [-S] NAME`` is followed to NAME on PATH.
+    A file that cannot be read here (no read permission) is left to the kernel.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(256)
+    except OSError:
         return
-    if shutil.which(program) is None:
+    if not head.startswith(b"#!"):
+        return
+    words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    if not words:
+        raise UsageError(f"{option}: '{program}' has an empty '#!' line")
+    interpreter = words[0]
+    line = "#!" + " ".join(words)
+    if not os.path.isfile(interpreter) or not os.access(interpreter, os.X_OK):
         raise UsageError(
-            f"{option}: '{program}' is not an executable found on PATH"
-            f" ({os.environ.get('PATH', '')})")
+            f"{option}: '{program}' starts with '{line}', but {interpreter} is not an"
+            " executable file on this machine")
+    if os.path.basename(interpreter) == "env":
+        args = [w for w in words[1:] if not w.startswith("-") and not _ASSIGNMENT.match(w)]
+        if args and shutil.which(args[0]) is None:
+            raise UsageError(
+                f"{option}: '{program}' starts with '{line}', but '{args[0]}' is not an"
+                f" executable found on PATH ({os.environ.get('PATH', '')})")
 
 
 def redact_command(command: str) -> str:
@@ -170,13 +210,27 @@ def run_hook(command: str, env: Mapping[str, str], timeout: float) -> HookResult
         )
 
 
-def stderr_tail(text: str) -> str:
-    """The last few lines of a hook's stderr, for a problem's detail."""
+def output_tail(text: str) -> str:
+    """The last few non-blank lines of a hook's stderr or stdout, for a problem's detail."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     tail = "\n".join(lines[-STDERR_TAIL_LINES:])
     if len(tail) > STDERR_TAIL_CHARS:
         tail = "..." + tail[-STDERR_TAIL_CHARS:]
     return tail
+
+
+#: The former name of :func:`output_tail`.
+stderr_tail = output_tail
+
+
+def failure_detail(head: str, result: HookResult) -> str:
+    """``head`` plus the tails of what the hook printed: stderr after ``: ``, then stdout.
+
+    Both streams matter: many hooks report on stdout only, and a hook that timed
+    out has usually printed why (``Still waiting for ...``) before it was killed.
+    """
+    err, out = output_tail(result.stderr), output_tail(result.stdout)
+    return head + (f": {err}" if err else "") + (f"; stdout: {out}" if out else "")
 
 
 def _exit_text(result: HookResult) -> str:
@@ -186,3 +240,132 @@ def _exit_text(result: HookResult) -> str:
         except ValueError:
             return f"was killed by signal {-result.returncode}"
     return f"exited {result.returncode}"
+
+
+class ManualHooks:
+    """certbot's ``--manual-auth-hook`` / ``--manual-cleanup-hook`` contract, for one run.
+
+    The environment is exactly what certbot 5's manual plugin sets
+    (``certbot/_internal/plugins/manual.py``, ``_perform_achall_with_script`` and
+    ``cleanup``), on top of the parent environment without any inherited
+    ``CERTBOT_*`` variable:
+
+    - ``CERTBOT_DOMAIN`` / ``CERTBOT_IDENTIFIER``: the name or IP address
+      validated (a wildcard's base name, without ``*.``);
+    - ``CERTBOT_VALIDATION``: the key authorization (http-01) or the TXT value
+      (dns-01);
+    - ``CERTBOT_TOKEN``: the challenge token, **for http-01 only** (certbot pops
+      it from the environment for every other challenge type);
+    - ``CERTBOT_REMAINING_CHALLENGES``: how many challenges come after this one;
+    - ``CERTBOT_ALL_DOMAINS`` / ``CERTBOT_ALL_IDENTIFIERS``: every challenged
+      identifier of the run, comma-separated, in challenge order;
+    - cleanup only: ``CERTBOT_AUTH_OUTPUT``, the auth hook's stdout, stripped.
+
+    Unlike certbot, a hook that exits non-zero fails the challenge at once
+    (certbot only logs it and lets the CA fail the validation), a hook has a
+    time limit, and both hooks' programs and ``#!`` interpreters are checked
+    before any request.
+
+    Args:
+        auth_hook: The command that puts the challenge response in place.
+        cleanup_hook: The command that removes it again; optional.
+        timeout: Seconds each hook may run before its process group is killed.
+        auth_option: The option name ``auth_hook`` came from, for messages.
+        cleanup_option: Likewise for ``cleanup_hook``.
+
+    Raises:
+        UsageError: a hook's program or interpreter is missing, or a bad timeout.
+    """
+
+    def __init__(self, auth_hook: str, cleanup_hook: str | None, *, timeout: float,
+                 auth_option: str, cleanup_option: str) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
+                or not timeout > 0:
+            raise UsageError(f"hook timeout: {timeout!r} is not a positive number")
+        self.auth_hook = auth_hook
+        self.cleanup_hook = cleanup_hook or None
+        self.timeout = float(timeout)
+        self.auth_option = auth_option
+        self.cleanup_option = cleanup_option
+        self._auth_output: dict[str, str] = {}
+        self.check()
+
+    def check(self) -> None:
+        """Check both hooks' programs (and interpreters) now; the files may have changed.
+
+        Raises:
+            UsageError: a program or interpreter is missing or not executable.
+        """
+        check_hook_command(self.auth_hook, self.auth_option)
+        if self.cleanup_hook is not None:
+            check_hook_command(self.cleanup_hook, self.cleanup_option)
+
+    def describe(self) -> str:
+        """The auth hook, with secrets in ``NAME=value`` words hidden."""
+        return redact_command(self.auth_hook)
+
+    def reset(self) -> None:
+        """Forget the auth hooks' outputs (end of a run)."""
+        self._auth_output.clear()
+
+    @staticmethod
+    def environment(challenge: Challenge, challenges: Sequence[Challenge]) -> dict[str, str]:
+        """The hook environment for ``challenge``, one of the run's ``challenges``."""
+        order = list(challenges) if challenge in challenges else [challenge]
+        identifiers = ",".join(ch.identifier for ch in order)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CERTBOT_")}
+        env.update({
+            "CERTBOT_DOMAIN": challenge.identifier,
+            "CERTBOT_IDENTIFIER": challenge.identifier,
+            "CERTBOT_VALIDATION": challenge.validation,
+            "CERTBOT_ALL_DOMAINS": identifiers,
+            "CERTBOT_ALL_IDENTIFIERS": identifiers,
+            "CERTBOT_REMAINING_CHALLENGES": str(len(order) - order.index(challenge) - 1),
+        })
+        if challenge.type == "http-01":
+            env["CERTBOT_TOKEN"] = challenge.token
+        return env
+
+    def auth(self, challenge: Challenge, challenges: Sequence[Challenge]) -> None:
+        """Run the auth hook for ``challenge``; keep its stdout for the cleanup hook.
+
+        Raises:
+            SolverFailure: it could not start, exited non-zero, or timed out.
+        """
+        self._auth_output[challenge.url] = ""
+        result = self._run("auth", self.auth_hook, self.environment(challenge, challenges),
+                           challenge)
+        self._auth_output[challenge.url] = result.stdout.strip().replace("\0", "")
+
+    def cleanup(self, challenge: Challenge, challenges: Sequence[Challenge]) -> None:
+        """Run the cleanup hook (if any) for a challenge whose auth hook ran.
+
+        Raises:
+            SolverFailure: it could not start, exited non-zero, or timed out.
+        """
+        output = self._auth_output.pop(challenge.url, "")
+        if self.cleanup_hook is None:
+            return
+        env = self.environment(challenge, challenges)
+        env["CERTBOT_AUTH_OUTPUT"] = output
+        self._run("cleanup", self.cleanup_hook, env, challenge)
+
+    def _run(self, which: str, command: str, env: Mapping[str, str],
+             challenge: Challenge) -> HookResult:
+        shown = redact_command(command)
+        # Never past the run's deadline; a cleanup still gets a few seconds after it.
+        left = challenge.time_left(floor=CLEANUP_GRACE if which == "cleanup" else 0.0)
+        limit = self.timeout if left is None else min(self.timeout, left)
+        try:
+            result = run_hook(command, env, limit)
+        except OSError as exc:  # /bin/sh missing, fork failed, no temp dir
+            raise SolverFailure(SolverErrorKind.HOOK_FAILED,
+                                f"{which} hook '{shown}' could not be started: {exc}") from exc
+        if result.timed_out:
+            raise SolverFailure(SolverErrorKind.HOOK_TIMEOUT, failure_detail(
+                f"{which} hook '{shown}' did not finish within {limit:.3g} s;"
+                " its process group was killed", result))
+        if result.returncode != 0:
+            raise SolverFailure(SolverErrorKind.HOOK_FAILED, failure_detail(
+                f"{which} hook '{shown}' {_exit_text(result)}", result))
+        return result

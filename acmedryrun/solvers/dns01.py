@@ -14,9 +14,8 @@ challenge although the setup is right.
 from __future__ import annotations
 
 import abc
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import dns.exception
@@ -29,14 +28,12 @@ from acmedryrun.errors import UsageError
 from acmedryrun.preflight import parse_resolver
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 from acmedryrun.solvers._hooks import (
-    CLEANUP_GRACE,
     DEFAULT_HOOK_TIMEOUT,
     HookResult,
-    _exit_text,
+    ManualHooks,
     check_hook_command,
     redact_command,
     run_hook,
-    stderr_tail,
 )
 
 #: RFC 8555 section 8.4: the label the CA queries under the validated name.
@@ -198,20 +195,22 @@ class DNS01Hook(_DNS01Solver):
 
     Each command is a shell command line, run as ``/bin/sh -c COMMAND`` (as
     certbot runs ``--manual-auth-hook``), once per challenge, with the parent
-    environment plus certbot's manual-hook variables:
+    environment plus exactly the variables certbot's manual plugin sets for
+    dns-01 (see :class:`~acmedryrun.solvers._hooks.ManualHooks`):
 
     - ``CERTBOT_DOMAIN`` / ``CERTBOT_IDENTIFIER``: the name validated (a
       wildcard's base name, without ``*.``);
     - ``CERTBOT_VALIDATION``: the TXT value to publish at
       ``_acme-challenge.$CERTBOT_DOMAIN``;
-    - ``CERTBOT_TOKEN``: the challenge token;
     - ``CERTBOT_REMAINING_CHALLENGES``: how many challenges come after this one;
     - ``CERTBOT_ALL_DOMAINS`` / ``CERTBOT_ALL_IDENTIFIERS``: every challenged
       name of the run, comma-separated;
     - cleanup only: ``CERTBOT_AUTH_OUTPUT``, the auth hook's stdout (stripped).
 
-    Inherited ``CERTBOT_*`` variables are dropped first, so a run started from
-    inside another certbot hook sees only its own.
+    No ``CERTBOT_TOKEN``: certbot sets it only for http-01, and scripts that
+    serve both challenge types branch on it.  Inherited ``CERTBOT_*`` variables
+    are dropped first, so a run started from inside another certbot hook sees
+    only its own.
 
     Args:
         auth_hook: Publishes the record (``--dns-01-auth-hook``).
@@ -224,8 +223,8 @@ class DNS01Hook(_DNS01Solver):
         propagation_timeout: How long to wait for that, in seconds.
 
     Raises:
-        UsageError: a hook's program is not found or not executable, or a bad
-            timeout or resolver.
+        UsageError: a hook's program or its ``#!`` interpreter is not found or not
+            executable, or a bad timeout or resolver.
     """
 
     AUTH_OPTION: ClassVar[str] = "--dns-01-auth-hook"
@@ -236,82 +235,44 @@ class DNS01Hook(_DNS01Solver):
                  propagation_resolver: str | None = None,
                  propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT) -> None:
         super().__init__(propagation_resolver, propagation_timeout)
-        if not isinstance(timeout, int | float) or not timeout > 0:
-            raise UsageError(f"dns-01 hook timeout: {timeout!r} is not a positive number")
-        self.auth_hook = auth_hook
-        self.cleanup_hook = cleanup_hook or None
-        self.timeout = float(timeout)
-        self._auth_output: dict[str, str] = {}
-        self._check_hooks()
+        self.hooks = ManualHooks(auth_hook, cleanup_hook, timeout=timeout,
+                                 auth_option=self.AUTH_OPTION,
+                                 cleanup_option=self.CLEANUP_OPTION)
 
-    def _check_hooks(self) -> None:
-        check_hook_command(self.auth_hook, self.AUTH_OPTION)
-        if self.cleanup_hook is not None:
-            check_hook_command(self.cleanup_hook, self.CLEANUP_OPTION)
+    @property
+    def auth_hook(self) -> str:
+        """The auth hook command."""
+        return self.hooks.auth_hook
+
+    @property
+    def cleanup_hook(self) -> str | None:
+        """The cleanup hook command, if any."""
+        return self.hooks.cleanup_hook
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each hook may run."""
+        return self.hooks.timeout
 
     def describe(self) -> str:
-        return f"dns-01 via hook {redact_command(self.auth_hook)!r}"
+        return f"dns-01 via hook {self.hooks.describe()!r}"
 
     def open(self) -> None:
-        self._check_hooks()  # the files may have changed since __init__
+        self.hooks.check()  # the files may have changed since __init__
 
     def close(self) -> None:
         super().close()
-        self._auth_output.clear()
+        self.hooks.reset()
 
     def environment(self, challenge: Challenge) -> dict[str, str]:
         """The hook environment for ``challenge`` (certbot's manual-hook variables)."""
-        index, challenges = self._position(challenge)
-        all_domains = ",".join(ch.identifier for ch in challenges)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CERTBOT_")}
-        env.update({
-            "CERTBOT_DOMAIN": challenge.identifier,
-            "CERTBOT_IDENTIFIER": challenge.identifier,
-            "CERTBOT_VALIDATION": challenge.validation,
-            "CERTBOT_TOKEN": challenge.token,
-            "CERTBOT_REMAINING_CHALLENGES": str(len(challenges) - index - 1),
-            "CERTBOT_ALL_DOMAINS": all_domains,
-            "CERTBOT_ALL_IDENTIFIERS": all_domains,
-        })
-        return env
-
-    def _run(self, which: str, command: str, env: Mapping[str, str],
-             challenge: Challenge) -> HookResult:
-        shown = redact_command(command)
-        # Never past the run's deadline; a cleanup still gets a few seconds after it.
-        left = challenge.time_left(floor=CLEANUP_GRACE if which == "cleanup" else 0.0)
-        limit = self.timeout if left is None else min(self.timeout, left)
-        try:
-            result = run_hook(command, env, limit)
-        except OSError as exc:  # /bin/sh missing, fork failed, no temp dir
-            raise SolverFailure(SolverErrorKind.HOOK_FAILED,
-                                f"{which} hook '{shown}' could not be started: {exc}") from exc
-        if result.timed_out:
-            raise SolverFailure(
-                SolverErrorKind.HOOK_TIMEOUT,
-                f"{which} hook '{shown}' did not finish within {limit:.3g} s;"
-                " its process group was killed")
-        if result.returncode != 0:
-            tail = stderr_tail(result.stderr)
-            raise SolverFailure(
-                SolverErrorKind.HOOK_FAILED,
-                f"{which} hook '{shown}' {_exit_text(result)}" + (f": {tail}" if tail else ""))
-        return result
+        return self.hooks.environment(challenge, self._position(challenge)[1])
 
     def _set(self, challenge: Challenge) -> None:
-        env = self.environment(challenge)
-        self._auth_output[challenge.url] = ""
-        result = self._run("auth", self.auth_hook, env, challenge)
-        # certbot passes the stripped stdout to the cleanup hook.
-        self._auth_output[challenge.url] = result.stdout.strip().replace("\0", "")
+        self.hooks.auth(challenge, self._position(challenge)[1])
 
     def _clear(self, challenge: Challenge) -> None:
-        output = self._auth_output.pop(challenge.url, "")
-        if self.cleanup_hook is None:
-            return
-        env = self.environment(challenge)
-        env["CERTBOT_AUTH_OUTPUT"] = output
-        self._run("cleanup", self.cleanup_hook, env, challenge)
+        self.hooks.cleanup(challenge, self._position(challenge)[1])
 
 
 # ------------------------------------------------------------------ callables
