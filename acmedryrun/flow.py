@@ -821,25 +821,29 @@ class Flow:
             # A custom solver is the subscriber's (or their ACME client's) code.
             failure = c.SolverError(c.SolverErrorKind.OTHER, describe(exc))
         if self.acme.deadline.expired and not self.acme.deadline.cancelled:
-            failure = self._deadline_blame(time.monotonic() - started, ch)
+            failure = self._deadline_blame(time.monotonic() - started, ch, failure)
         if failure is not None:
             raise self.fail(failure, Step.CHALLENGE, ch.domain)
 
-    def _deadline_blame(self, took: float, ch: Challenge) -> c.DeadlineExceeded:
+    def _deadline_blame(self, took: float, ch: Challenge,
+                        failure: c.Observation | None = None) -> c.DeadlineExceeded:
         """The deadline expired in the solver: whose fault is it?
 
         The solver's only when it alone used most of the run's time; when staging's
         slowness or retries ate the time first, a solver cut short is not to blame.
+        What the solver said as it was cut short (a hook's last output) is kept.
         """
         total = self.acme.deadline.seconds
+        said = f"; {failure.detail}" if isinstance(failure, c.SolverError) and failure.detail \
+            else ""
         if took >= SOLVER_SHARE * total:
             return c.DeadlineExceeded(
                 "solver", f"the solver took {took:.1f} s on {ch.domain} and the run's"
                 f" deadline ({total:g} s, --timeout) expired before the CA was asked to"
-                " validate")
+                f" validate{said}")
         return c.DeadlineExceeded(
             "ca", f"the run's deadline ({total:g} s) expired; the solver took only"
-            f" {took:.1f} s of it")
+            f" {took:.1f} s of it{said}")
 
     def _answer(self, ch: Challenge) -> None:
         """Tell the CA to validate (RFC 8555 section 7.5.1); a lost answer is re-read first."""
