@@ -39,11 +39,17 @@ LINE_OPTIONS: Mapping[str, Callable[[str], Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class BatchJob:
-    """One certificate to check: its names, and options that differ from the batch's."""
+    """One certificate to check: its names, and options that differ from the batch's.
+
+    ``solver``, when set, answers this job's challenges instead of the batch's
+    solver (certbot lineages each answer their own way); its run opens and
+    closes it.
+    """
 
     identifiers: tuple[str, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
     line: int | None = None
+    solver: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,14 +176,18 @@ def dry_run_many(
         certs.write_private_key(new_path, fresh)
         key = certs.jwk_from_private(fresh)
     options["account_key"] = key or certs.jwk_from_private(certs.generate_key("ec256"))
+    def solver_for(job: BatchJob) -> Solver:
+        if job.solver is not None:
+            return job.solver  # type: ignore[no-any-return]
+        return shared if shared is not None else solver()
+
     # Every line's arguments are checked before any run starts; a bad line is reported
     # and skipped, the others still run.
     normalized: list[BatchJob] = []
     for job in (j if isinstance(j, BatchJob) else BatchJob(tuple(j)) for j in jobs):
         try:
             api.check_arguments(list(job.identifiers), directory=directory,
-                                solver=shared if shared is not None else solver(),
-                                **{**options, **job.options})
+                                solver=solver_for(job), **{**options, **job.options})
         except UsageError as exc:
             if on_invalid is None:
                 raise
@@ -187,6 +197,8 @@ def dry_run_many(
     if not normalized:
         raise UsageError("batch: no certificate to check")
     cancel = cancel or threading.Event()
+    if shared is not None and all(job.solver is not None for job in normalized):
+        shared = None  # every job brings its own: bind nothing for the batch's
     if shared is not None:
         shared.open()  # bind once: a port in use is a usage error before any run
     pacer = _Pacer(pace, cancel)
@@ -196,7 +208,7 @@ def dry_run_many(
     def one(job: BatchJob) -> None:
         if not pacer.wait_turn():
             return
-        run_solver = shared if shared is not None else solver()
+        run_solver = solver_for(job)
         report = acmedryrun.dry_run(list(job.identifiers), directory=directory,
                                     solver=run_solver, cancel=cancel,
                                     **{**options, **job.options})

@@ -437,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output", metavar="FILE",
                        help="write the JSON Lines reports here instead of stdout")
     _add_common(batch)
+    from acmedryrun import certbot_cmd
+
+    certbot_cmd.add_parser(sub)
     proxy = sub.add_parser("proxy", help="run a fault-injecting HTTPS proxy in front of a"
                            " directory (for testing ACME clients)")
     proxy.add_argument("--upstream", required=True, metavar="URL",
@@ -471,6 +474,13 @@ def _version() -> str:
     return __version__
 
 
+def cmd_certbot(args: argparse.Namespace, out: Output) -> int:
+    """``acmedryrun certbot``: every lineage of a certbot installation (certbot_cmd.py)."""
+    from acmedryrun import certbot_cmd
+
+    return certbot_cmd.run(args, out)
+
+
 def cmd_proxy(args: argparse.Namespace, out: Output) -> int:
     """``acmedryrun proxy``: a FaultProxy in the foreground until Ctrl-C."""
     from acmedryrun.testing._faultproxy import run_proxy
@@ -496,6 +506,7 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "check": cmd_check,
     "batch": cmd_batch,
+    "certbot": cmd_certbot,
     "proxy": cmd_proxy,
     "demo": cmd_demo,
 }
