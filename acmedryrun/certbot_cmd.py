@@ -233,9 +233,8 @@ def plan_lineage(lineage: Lineage, *, directory: str | None) -> _Plan:
     """
     from acmedryrun.solvers._hooks import redact_command
 
-    notes = [f"{kind} not run: {redact_command(cmd)}" for kind, cmd in (
-        ("pre_hook", lineage.pre_hook), ("post_hook", lineage.post_hook),
-        ("deploy_hook", lineage.deploy_hook)) if cmd]
+    notes = [f"{kind} not run: {redact_command(getattr(lineage, kind))}"
+             for kind in lineage.hooks_not_run]
     if lineage.reuse_key:
         notes.append("reuse_key: the dry run uses a fresh key of the same type")
     if not lineage.autorenew:
@@ -279,14 +278,13 @@ class _WebrootMap(Solver):
     """certbot's webroot plugin for one lineage: each name to its own document root.
 
     The document roots are :class:`HTTP01Webroot` solvers shared by every lineage
-    (their open/close nest), kept open by the command for the whole batch; a name
-    certbot would find no webroot for fails its challenge, as certbot does.
+    (their open/close nest), kept open by the command for the whole batch.
     """
 
     challenge_type: ClassVar[str] = "http-01"
     supports_ip: ClassVar[bool] = True
 
-    def __init__(self, roots: Mapping[str, HTTP01Webroot | str]) -> None:
+    def __init__(self, roots: Mapping[str, HTTP01Webroot]) -> None:
         self.roots = dict(roots)
 
     def describe(self) -> str:
@@ -294,10 +292,9 @@ class _WebrootMap(Solver):
 
     def _root(self, challenge: Challenge) -> HTTP01Webroot:
         root = self.roots.get(challenge.identifier)
-        if root is None or isinstance(root, str):
-            raise SolverFailure(SolverErrorKind.WEBROOT, root or (
-                f"no webroot for {challenge.identifier} (neither in [[webroot_map]] nor a"
-                " webroot_path)"))
+        if root is None:  # the CA asked for a name the lineage does not have
+            raise SolverFailure(SolverErrorKind.WEBROOT,
+                                f"no webroot for {challenge.identifier}")
         return root
 
     def prepare(self, challenge: Challenge) -> None:
@@ -307,9 +304,8 @@ class _WebrootMap(Solver):
         self._root(challenge).perform(challenge)
 
     def cleanup(self, challenge: Challenge) -> None:
-        root = self.roots.get(challenge.identifier)
-        if root is not None and not isinstance(root, str):
-            root.cleanup(challenge)
+        if challenge.identifier in self.roots:
+            self.roots[challenge.identifier].cleanup(challenge)
 
 
 @dataclass
@@ -319,6 +315,7 @@ class _Resources:
     standalone: dict[tuple[str, int], HTTP01Standalone | str] = field(default_factory=dict)
     webroots: dict[str, HTTP01Webroot | str] = field(default_factory=dict)
     created: list[Path] = field(default_factory=list)
+    missing_roots: set[str] = field(default_factory=set)
 
     def responder(self, address: str, port: int) -> HTTP01Standalone | str:
         """The shared standalone responder on ``address:port``, or why it cannot listen."""
@@ -344,8 +341,9 @@ class _Resources:
         """
         from acmedryrun.solvers.http01 import HTTP01Webroot
 
-        created = not os.path.isdir(path)
         if path not in self.webroots:
+            if not os.path.isdir(path):
+                self.missing_roots.add(path)
             try:
                 self._make_dirs(Path(path))
                 solver = HTTP01Webroot(path)
@@ -354,7 +352,7 @@ class _Resources:
                 self.webroots[path] = f"webroot {path}: {exc}".replace("--webroot: ", "")
             else:
                 self.webroots[path] = solver
-        return self.webroots[path], created
+        return self.webroots[path], path in self.missing_roots
 
     def _make_dirs(self, path: Path) -> None:
         missing = [p for p in (path, *path.parents) if not p.exists()]
@@ -391,14 +389,19 @@ def _solver_for(plan: _Plan, resources: _Resources,
             return None, (_setup_failure(SolverErrorKind.PORT_IN_USE, responder),), ()
         return responder, (), ()
     if lineage.authenticator == WEBROOT:
-        roots: dict[str, HTTP01Webroot | str] = {}
+        roots: dict[str, HTTP01Webroot] = {}
         notes = []
         for name in lineage.names:
             path = lineage.webroot_for(name)
-            if path is None:
-                continue  # _WebrootMap fails this name's challenge, as certbot stops
-            roots[name], created = resources.webroot(path)
-            if created and not isinstance(roots[name], str):
+            if path is None:  # certbot would prompt for one, which renew cannot
+                return None, (_setup_failure(SolverErrorKind.WEBROOT, (
+                    f"no webroot for {name}: it is neither in [[webroot_map]] nor is there a"
+                    " webroot_path")),), ()
+            root, created = resources.webroot(path)
+            if isinstance(root, str):
+                return None, (_setup_failure(SolverErrorKind.WEBROOT, root),), ()
+            roots[name] = root
+            if created:
                 notes.append(f"webroot {path} (for {name}) did not exist: created for the run"
                              " as certbot renew does, and removed again")
         return _WebrootMap(roots), (), tuple(dict.fromkeys(notes))
@@ -518,6 +521,8 @@ def check_lineages(
     # The options every lineage shares are checked once, before anything is sent.
     api.check_arguments(["example.com"], directory=directory or directories.DEFAULT_ALIAS,
                         **options)
+    if directory is not None:
+        directory = api.resolve_directory(directory, allow_production=False).url
     # One staging account for every lineage and every staging directory.
     key, new_path = api.account_key_of(options.pop("account_key", None))
     if key is None:

@@ -364,6 +364,79 @@ def test_a_standalone_port_in_use_is_client_error(installation: Installation) ->
     assert "already in use" in fatal(record)["detail"]
 
 
+def edited(installation: Installation, tmp_path: Path, lineage: str,
+           *changes: tuple[str, str]) -> Path:
+    """A config dir holding one edited copy of ``lineage``'s renewal file (same cert)."""
+    text = (installation.config_dir / "renewal" / f"{lineage}.conf").read_text()
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new)
+    (tmp_path / "renewal").mkdir(parents=True)
+    (tmp_path / "renewal" / f"{lineage}.conf").write_text(text)
+    return tmp_path
+
+
+def run_on(installation: Installation, config_dir: Path) -> subprocess.CompletedProcess[str]:
+    return cli("certbot", "--config-dir", str(config_dir), "--directory",
+               installation.pebble.directory_url, "--ca-bundle", str(installation.bundle),
+               "--dns-resolver", installation.pebble.dns_resolver, "--timeout", "60",
+               env=installation.env)
+
+
+def test_a_name_without_a_webroot_fails_before_any_request(installation: Installation,
+                                                           tmp_path: Path) -> None:
+    """certbot would prompt for the missing webroot, which renew cannot: client_error."""
+    text = (installation.config_dir / "renewal" / "a.web.example.com.conf").read_text()
+    path_line = next(line for line in text.splitlines() if line.startswith("webroot_path"))
+    map_line = next(line for line in text.splitlines() if line.startswith("b.web.example.com"))
+    config = edited(installation, tmp_path, "a.web.example.com", (path_line + "\n", ""),
+                    (map_line + "\n", ""))
+    proc = run_on(installation, config)
+    assert proc.returncode == 1, proc.stderr
+    record = lines(proc)["a.web.example.com"]
+    assert record["report"] is None
+    assert fatal(record)["name"] == "WebrootNotWritable"
+    assert "no webroot for b.web.example.com" in fatal(record)["detail"]
+
+
+def test_a_hook_whose_interpreter_is_gone_fails_before_any_request(
+    installation: Installation, tmp_path: Path
+) -> None:
+    hook = tmp_path / "hook.py"
+    hook.write_text("#!/opt/python-retired/bin/python3\n")
+    hook.chmod(0o755)
+    conf = tmp_path / "conf"
+    config = edited(installation, conf, "http.hooks.example.com",
+                    (f"manual_auth_hook = {shlex.quote(str(COMPAT))} auth",
+                     f"manual_auth_hook = {hook}"))
+    proc = run_on(installation, config)
+    assert proc.returncode == 1, proc.stderr
+    record = lines(proc)["http.hooks.example.com"]
+    assert record["report"] is None
+    problem = fatal(record)
+    assert problem["name"] == "HookFailed"
+    assert f"manual_auth_hook: '{hook}' starts with '#!/opt/python-retired/bin/python3'" \
+        in problem["detail"]
+
+
+def test_standalone_behind_a_pre_hook_with_its_port_taken_is_not_checkable(
+    installation: Installation, tmp_path: Path
+) -> None:
+    """certbot's pre_hook typically stops the web server on port 80; acmedryrun runs none."""
+    config = edited(installation, tmp_path, "standalone.example.com",
+                    ("[renewalparams]\n", "[renewalparams]\npre_hook = systemctl stop nginx\n"))
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", installation.pebble.http_port))
+        busy.listen(1)
+        proc = run_on(installation, config)
+    assert proc.returncode == 0, proc.stderr
+    record = lines(proc)["standalone.example.com"]
+    assert record["status"] == "not_checkable"
+    assert "pre_hook probably frees the port" in record["reason"]
+    assert "pre_hook not run: systemctl stop nginx" in record["notes"]
+
+
 def test_unknown_cert_name_or_config_dir_is_exit_64(installation: Installation,
                                                     tmp_path: Path) -> None:
     proc = installation.acmedryrun("--cert-name", "nope.example.com")
