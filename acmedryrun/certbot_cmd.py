@@ -573,8 +573,11 @@ def check_lineages(
                 record(_checked(plan, problems=problems, verdict=Verdict.CLIENT_ERROR))
                 continue
             assert plan.directory is not None  # noqa: S101 - not_checkable otherwise
-            job = BatchJob(lineage.names, {"key_type": plan.key_type,
-                                           "renewing": lineage.cert_path, "timeout": timeout,
+            renewing, why_not = _renewing(lineage)
+            if why_not:
+                notes += (why_not,)
+            job = BatchJob(lineage.names, {"key_type": plan.key_type, "renewing": renewing,
+                                           "timeout": timeout,
                                            "profile": lineage.required_profile},
                            solver=solver)
             by_job[id(job)] = replace(plan, notes=plan.notes + notes)
@@ -607,6 +610,22 @@ def check_lineages(
             done = _checked(plan_lineage(entry, directory=directory))
         ordered.append(done)
     return CertbotRun(os.fspath(config_dir), tuple(ordered), hooks)
+
+
+def _renewing(lineage: Lineage) -> tuple[bytes | None, str | None]:
+    """The current certificate for ``renewing=``, or why it cannot serve (then a note).
+
+    certbot renews a certificate ARI cannot name (no authority key identifier, as
+    some private CAs issue) all the same: that is no reason to skip the lineage.
+    """
+    from acmedryrun.twin import ari_cert_id
+
+    try:
+        pem = Path(lineage.cert_path).read_bytes()
+        ari_cert_id(pem)
+    except (OSError, ValueError) as exc:
+        return None, f"its certificate is not asked about (renewalInfo, RFC 9773): {exc}"
+    return pem, None
 
 
 def _checked(plan: _Plan, **changes: Any) -> LineageResult:

@@ -425,6 +425,9 @@ def test_standalone_behind_a_pre_hook_with_its_port_taken_is_not_checkable(
     """certbot's pre_hook typically stops the web server on port 80; acmedryrun runs none."""
     config = edited(installation, tmp_path, "standalone.example.com",
                     ("[renewalparams]\n", "[renewalparams]\npre_hook = systemctl stop nginx\n"))
+    (config / "renewal-hooks" / "post").mkdir(parents=True)
+    (config / "renewal-hooks" / "post" / "start-nginx.sh").write_text("#!/bin/sh\n")
+    (config / "renewal-hooks" / "post" / "start-nginx.sh").chmod(0o755)
     with socket.socket() as busy:
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         busy.bind(("127.0.0.1", installation.pebble.http_port))
@@ -435,6 +438,37 @@ def test_standalone_behind_a_pre_hook_with_its_port_taken_is_not_checkable(
     assert record["status"] == "not_checkable"
     assert "pre_hook probably frees the port" in record["reason"]
     assert "pre_hook not run: systemctl stop nginx" in record["notes"]
+    assert f"{config / 'renewal-hooks' / 'post' / 'start-nginx.sh'}" in proc.stderr.splitlines()[-2]
+
+
+def test_a_certificate_ari_cannot_name_still_renews_with_a_note(
+    installation: Installation, tmp_path: Path
+) -> None:
+    """A self-signed (or private CA's) certificate without an AKI: no renewalInfo question."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "noaki.example.com")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    pem = tmp_path / "noaki.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    live = installation.config_dir / "live" / "standalone.example.com" / "cert.pem"
+    config = edited(installation, tmp_path / "conf", "standalone.example.com",
+                    (f"cert = {live}", f"cert = {pem}"))
+    proc = run_on(installation, config)
+    assert proc.returncode == 0, proc.stderr
+    record = lines(proc)["standalone.example.com"]
+    assert record["names"] == ["noaki.example.com"]
+    assert record["verdict"] == "likely_success"
+    assert any(n.startswith("its certificate is not asked about") for n in record["notes"])
 
 
 def test_unknown_cert_name_or_config_dir_is_exit_64(installation: Installation,
