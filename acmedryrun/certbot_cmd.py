@@ -386,7 +386,9 @@ def _solver_for(plan: _Plan, resources: _Resources,
     if lineage.authenticator == STANDALONE:
         responder = resources.responder(lineage.http01_address, lineage.http01_port)
         if isinstance(responder, str):
-            return None, (_setup_failure(SolverErrorKind.PORT_IN_USE, responder),), ()
+            kind = (SolverErrorKind.PERMISSION if "not permitted" in responder
+                    else SolverErrorKind.PORT_IN_USE)
+            return None, (_setup_failure(kind, responder),), ()
         return responder, (), ()
     if lineage.authenticator == WEBROOT:
         roots: dict[str, HTTP01Webroot] = {}

@@ -459,6 +459,7 @@ def renewal_files(config_dir: str | os.PathLike[str],
         raise FileNotFoundError(f"{renewal} is not a directory")
     if not cert_names:
         return sorted(renewal.glob("*.conf"))
+    cert_names = tuple(dict.fromkeys(cert_names))  # each lineage once
     paths = [renewal / f"{name}.conf" for name in cert_names]
     for name, path in zip(cert_names, paths, strict=True):
         if not os.path.lexists(path):
