@@ -20,6 +20,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -188,9 +189,11 @@ def fatal(record: dict[str, Any]) -> dict[str, Any]:
 def whole(installation: Installation) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
     """One ``acmedryrun certbot`` over the whole installation, and what it left behind."""
     before = snapshot(installation.config_dir)
+    started = time.monotonic()
     proc = installation.acmedryrun()
+    took = time.monotonic() - started
     return proc, {"before": json.dumps(before), "after": json.dumps(
-        snapshot(installation.config_dir)),
+        snapshot(installation.config_dir)), "wall": f"{took:.1f}",
         "gone webroot left": str((installation.root / "www" / "gone").exists())}
 
 
@@ -326,7 +329,6 @@ def test_ctrl_c_stops_at_once_with_exit_130(installation: Installation) -> None:
     """A lineage stuck on a slow staging: SIGINT ends the command at once, no traceback."""
     import signal
     import sys
-    import time
 
     installation.proxy.add_fault(parse_fault("order_poll:patch,status=pending"))
     try:
@@ -522,10 +524,12 @@ def test_same_truth_as_certbot_renew_dry_run_plus_whose_fault(
     installation: Installation, whole: tuple[subprocess.CompletedProcess[str], dict[str, str]],
 ) -> None:
     """Lineage by lineage: certbot's success/failure is our verdict; we also say why."""
-    proc, _ = whole
+    proc, trees = whole
     ours = lines(proc)
+    started = time.monotonic()
     certbot = run_certbot(installation.pebble, installation.root, "renew", "--dry-run",
                           "--no-random-sleep-on-renew", env=installation.env, timeout=300)
+    took = time.monotonic() - started
     theirs = certbot_outcomes(certbot.stdout + certbot.stderr)
     assert certbot.returncode == 1  # certbot: 1 for a broken webroot and a parse failure alike
     assert proc.returncode == 1
@@ -545,8 +549,8 @@ def test_same_truth_as_certbot_renew_dry_run_plus_whose_fault(
         else:
             assert outcome == "failure", table
     # The comparison, in the test log (pytest -s).
-    print(f"certbot renew --dry-run: exit {certbot.returncode}; acmedryrun certbot: exit"
-          f" {proc.returncode}", *table, sep="\n")
+    print(f"certbot renew --dry-run: exit {certbot.returncode} in {took:.1f} s;"
+          f" acmedryrun certbot: exit {proc.returncode} in {trees['wall']} s", *table, sep="\n")
     assert theirs["gone.web.example.com"] == "failure"
 
 
