@@ -152,8 +152,18 @@ class LineageResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
-    """How one lineage is to be dry-run, or why it cannot be."""
+class LineagePlan:
+    """How one lineage is to be dry-run, or why it cannot be (:func:`plan_lineage`).
+
+    Attributes:
+        lineage: The lineage.
+        directory: The staging directory to dry-run it against.
+        challenge: The challenge type its authenticator answers.
+        key_type: The acmedryrun key type for its certificate key.
+        not_checkable: Why acmedryrun cannot check it here, and what to do instead.
+        problems: Client problems that fail it before any request (certbot fails them too).
+        notes: What the dry run does differently from ``certbot renew``.
+    """
 
     lineage: Lineage
     directory: str | None = None
@@ -223,7 +233,7 @@ def _manual_hook_missing(lineage: Lineage) -> Problem:
         f" --cert-name {lineage.name} --manual-auth-hook SCRIPT) or another authenticator.")
 
 
-def plan_lineage(lineage: Lineage, *, directory: str | None) -> _Plan:
+def plan_lineage(lineage: Lineage, *, directory: str | None) -> LineagePlan:
     """Decide how to dry-run ``lineage`` (no I/O).
 
     Args:
@@ -243,7 +253,7 @@ def plan_lineage(lineage: Lineage, *, directory: str | None) -> _Plan:
         notes.append(f"preferred_profile {lineage.preferred_profile!r} not requested: certbot"
                      " asks for it only when the CA offers it")
     target = directory or staging_directory(lineage.server)
-    base = _Plan(lineage, directory=target, notes=tuple(notes))
+    base = LineagePlan(lineage, directory=target, notes=tuple(notes))
     if target is None:
         return replace(base, not_checkable=(
             f"its server {lineage.server} has no staging directory acmedryrun knows: pass"
@@ -376,7 +386,7 @@ def _setup_failure(kind: SolverErrorKind, detail: str) -> Problem:
     return classify(SolverError(kind, detail), step=Step.PREFLIGHT, severity=Severity.FATAL)
 
 
-def _solver_for(plan: _Plan, resources: _Resources,
+def _solver_for(plan: LineagePlan, resources: _Resources,
                 hook_timeout: float) -> tuple[Solver | None, tuple[Problem, ...], tuple[str, ...]]:
     """The lineage's solver, or the problems that stop it before the CA; extra notes."""
     from acmedryrun.solvers.dns01 import DNS01Hook
@@ -543,7 +553,7 @@ def check_lineages(
             if on_result is not None:
                 on_result(result)
 
-    plans: list[_Plan] = []
+    plans: list[LineagePlan] = []
     for entry in entries:
         if isinstance(entry, LineageError):
             record(LineageResult(entry.name, entry.conf_path, LineageStatus.UNREADABLE,
@@ -553,7 +563,7 @@ def check_lineages(
     resources = _Resources()
     try:
         groups: dict[str, list[BatchJob]] = {}
-        by_job: dict[int, _Plan] = {}
+        by_job: dict[int, LineagePlan] = {}
         for plan in plans:
             lineage = plan.lineage
             if plan.not_checkable is not None:
@@ -630,7 +640,7 @@ def _renewing(lineage: Lineage) -> tuple[bytes | None, str | None]:
     return pem, None
 
 
-def _checked(plan: _Plan, **changes: Any) -> LineageResult:
+def _checked(plan: LineagePlan, **changes: Any) -> LineageResult:
     lineage = plan.lineage
     values: dict[str, Any] = {
         "name": lineage.name, "conf_path": lineage.conf_path, "status": LineageStatus.CHECKED,
@@ -743,3 +753,19 @@ def run(args: argparse.Namespace, out: Output) -> int:
         sys.stdout.flush()
     return outcome.exit_code
 
+
+
+__all__ = [
+    "DEFAULT_CONFIG_DIR",
+    "CertbotRun",
+    "LineagePlan",
+    "LineageResult",
+    "LineageStatus",
+    "add_parser",
+    "check_lineages",
+    "global_hooks",
+    "line_for",
+    "plan_lineage",
+    "run",
+    "staging_directory",
+]
