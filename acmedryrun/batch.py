@@ -41,11 +41,17 @@ LINE_OPTIONS: Mapping[str, Callable[[str], Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class BatchJob:
-    """One certificate to check: its names, and options that differ from the batch's."""
+    """One certificate to check: its names, and options that differ from the batch's.
+
+    ``solver``, when set, answers this job's challenges instead of the batch's
+    solver (certbot lineages each answer their own way); its run opens and
+    closes it.
+    """
 
     identifiers: tuple[str, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
     line: int | None = None
+    solver: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,23 +180,30 @@ def dry_run_many(
         key = certs.jwk_from_private(fresh)
     base = dataclasses.replace(
         base, account_key=key or certs.jwk_from_private(certs.generate_key("ec256")))
+
+    def solver_for(job: BatchJob) -> Solver:
+        if job.solver is not None:
+            return job.solver  # type: ignore[no-any-return]
+        return shared if shared is not None else solver()
+
     # Every line's arguments are checked before any run starts; a bad line is reported
     # and skipped, the others still run.
     planned: list[tuple[BatchJob, Options]] = []
     for job in (j if isinstance(j, BatchJob) else BatchJob(tuple(j)) for j in jobs):
         try:
-            line_options = dataclasses.replace(
-                base, solver=shared if shared is not None else solver(), **job.options)
+            line_options = dataclasses.replace(base, solver=solver_for(job), **job.options)
             opts.plan(list(job.identifiers), line_options)
         except UsageError as exc:
             if on_invalid is None:
                 raise
             on_invalid(job, str(exc))
             continue
-        planned.append((job, dataclasses.replace(line_options, solver=shared)))
+        planned.append((job, line_options))
     if not planned:
         raise UsageError("batch: no certificate to check")
     cancel = cancel or threading.Event()
+    if shared is not None and all(job.solver is not None for job, _ in planned):
+        shared = None  # every job brings its own: bind nothing for the batch's
     if shared is not None:
         shared.open()  # bind once: a port in use is a usage error before any run
     pacer = _Pacer(pace, cancel)
@@ -201,8 +214,10 @@ def dry_run_many(
         job, job_options = item
         if not pacer.wait_turn():
             return
-        if shared is None:
-            job_options = dataclasses.replace(job_options, solver=solver())
+        if job.solver is None and (shared is None or job_options.solver is not shared):
+            # A solver with per-run state: a fresh one for this run (the one made to
+            # check the line's arguments answered nothing).
+            job_options = dataclasses.replace(job_options, solver=solver_for(job))
         try:
             report = api.run_options(list(job.identifiers), job_options, cancel=cancel)
         except Cancelled:

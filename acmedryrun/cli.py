@@ -15,8 +15,13 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from acmedryrun.arguments import Parser as _Parser
+from acmedryrun.arguments import pace as _pace
+from acmedryrun.arguments import port as _port
+from acmedryrun.arguments import positive_int as _positive_int
+from acmedryrun.arguments import seconds as _seconds
 from acmedryrun.directories import DEFAULT_ALIAS
 from acmedryrun.errors import Cancelled, UsageError
 from acmedryrun.render import Output, Progress
@@ -32,13 +37,6 @@ EX_SOFTWARE = 70
 EX_INTERRUPTED = 130
 
 PROG = "acmedryrun"
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are usage errors (exit 64), not exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 # ------------------------------------------------------------------------------ check
@@ -67,10 +65,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     sol.add_argument("--webroot", metavar="DIR",
                      help="http-01 by writing files under DIR/.well-known/acme-challenge/")
     sol.add_argument("--dns-01-auth-hook", metavar="CMD",
-                     help="dns-01: CMD gets CERTBOT_DOMAIN, CERTBOT_VALIDATION, CERTBOT_TOKEN"
-                     " (certbot's manual-hook environment, so existing scripts work)")
+                     help="dns-01: CMD gets CERTBOT_DOMAIN, CERTBOT_VALIDATION, ... (exactly"
+                     " certbot's manual-hook environment for dns-01: no CERTBOT_TOKEN)")
     sol.add_argument("--dns-01-cleanup-hook", metavar="CMD",
-                     help="dns-01: removes the TXT record again (same environment)")
+                     help="dns-01: removes the TXT record again (same, plus CERTBOT_AUTH_OUTPUT)")
+    sol.add_argument("--http-01-auth-hook", metavar="CMD",
+                     help="http-01 via hooks (certbot's --manual --preferred-challenges http):"
+                     " CMD serves CERTBOT_VALIDATION at CERTBOT_TOKEN, for CDNs and remote"
+                     " web servers")
+    sol.add_argument("--http-01-cleanup-hook", metavar="CMD",
+                     help="http-01: removes the file again (same, plus CERTBOT_AUTH_OUTPUT)")
     sol.add_argument("--tls-alpn-01-port", type=_port, metavar="N",
                      help="standalone tls-alpn-01 responder port (RFC 8737)")
     sol.add_argument("--tls-alpn-01-address", default="", metavar="ADDR",
@@ -104,46 +108,28 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="overall deadline (default 300)")
 
 
-def _number(kind: type[int] | type[float], what: str, low: float, high: float, *,
-            low_open: bool = False) -> Callable[[str], Any]:
-    """An argparse type: a number of ``kind`` in [low, high] (``(low, high]`` if low_open)."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        # Written so that NaN fails too (every comparison with NaN is false).
-        if not ((low < value if low_open else low <= value) and value <= high):
-            bracket = "(" if low_open else "["
-            raise argparse.ArgumentTypeError(f"{text} is not in {bracket}{low:g}, {high:g}]")
-        return value
-
-    return parse
-
-
-_port = _number(int, "a port number", 1, 65535)
-_positive_int = _number(int, "a whole number", 1, 1_000_000)
-_pace = _number(float, "a number of seconds", 0, 86400)
-_seconds = _number(float, "a number of seconds", 0, 86400, low_open=True)
-
-
 def _solver(args: argparse.Namespace) -> Solver:
     from acmedryrun import solvers
 
     chosen = [name for name, given in (
         ("--webroot", args.webroot), ("--http-01-port", args.http_01_port),
         ("--dns-01-auth-hook", args.dns_01_auth_hook),
+        ("--http-01-auth-hook", args.http_01_auth_hook),
         ("--tls-alpn-01-port", args.tls_alpn_01_port)) if given]
     if len(chosen) > 1:
         raise UsageError(f"{chosen[0]} and {chosen[1]} exclude each other: one solver per run")
     if args.dns_01_cleanup_hook and not args.dns_01_auth_hook:
         raise UsageError("--dns-01-cleanup-hook needs --dns-01-auth-hook")
+    if args.http_01_cleanup_hook and not args.http_01_auth_hook:
+        raise UsageError("--http-01-cleanup-hook needs --http-01-auth-hook")
     if args.webroot:
         return solvers.HTTP01Webroot(args.webroot)
     if args.dns_01_auth_hook:
         return solvers.DNS01Hook(args.dns_01_auth_hook, args.dns_01_cleanup_hook,
                                  timeout=min(120.0, args.timeout))
+    if args.http_01_auth_hook:
+        return solvers.HTTP01Hook(args.http_01_auth_hook, args.http_01_cleanup_hook,
+                                  timeout=min(120.0, args.timeout))
     if args.tls_alpn_01_port:
         return solvers.TLSALPN01Standalone(port=args.tls_alpn_01_port,
                                            address=args.tls_alpn_01_address)
@@ -310,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output", metavar="FILE",
                        help="write the JSON Lines reports here instead of stdout")
     _add_common(batch)
+    from acmedryrun import certbot_cmd
+
+    certbot_cmd.add_parser(sub)
     proxy = sub.add_parser("proxy", help="run a fault-injecting HTTPS proxy in front of a"
                            " directory (for testing ACME clients)")
     proxy.add_argument("--upstream", required=True, metavar="URL",
@@ -344,6 +333,13 @@ def _version() -> str:
     return __version__
 
 
+def cmd_certbot(args: argparse.Namespace, out: Output) -> int:
+    """``acmedryrun certbot``: every lineage of a certbot installation (certbot_cmd.py)."""
+    from acmedryrun import certbot_cmd
+
+    return certbot_cmd.run(args, out)
+
+
 def cmd_proxy(args: argparse.Namespace, out: Output) -> int:
     """``acmedryrun proxy``: a FaultProxy in the foreground until Ctrl-C."""
     from acmedryrun.testing import run_proxy
@@ -369,6 +365,7 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "check": cmd_check,
     "batch": cmd_batch,
+    "certbot": cmd_certbot,
     "proxy": cmd_proxy,
     "demo": cmd_demo,
 }

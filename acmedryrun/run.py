@@ -511,9 +511,12 @@ class Run:
             # A custom solver is the subscriber's (or their ACME client's) code.
             failure = c.SolverError(SolverErrorKind.OTHER, acme_describe(exc))
         if self.deadline.expired and not self.deadline.cancelled:
+            # What the solver said as it was cut short (a hook's last output) is kept.
+            said = f"; {failure.detail}" if isinstance(failure, c.SolverError) \
+                and failure.detail else ""
             failure = c.DeadlineExceeded(
                 f"the run's deadline ({self.plan.timeout:g} s, --timeout) expired while the"
-                f" solver worked on {ch.domain}")
+                f" solver worked on {ch.domain}{said}")
         if failure is not None:
             raise self.fail(failure, Step.CHALLENGE, ch.domain)
 

@@ -94,18 +94,17 @@ def test_hooks_get_certbots_manual_hook_environment(
     solver.close()
 
     for remaining, ch in zip((2, 1, 0), chs, strict=True):
-        auth = read_env(tmp_path / f"auth-{ch.token}.env")
-        assert auth == {
+        auth = read_env(tmp_path / f"auth-{ch.validation}.env")
+        assert auth == {  # no CERTBOT_TOKEN: certbot sets it for http-01 only
             "CERTBOT_DOMAIN": ch.identifier,  # the base name, no "*." (as certbot)
             "CERTBOT_IDENTIFIER": ch.identifier,
             "CERTBOT_VALIDATION": ch.validation,
-            "CERTBOT_TOKEN": ch.token,
             "CERTBOT_REMAINING_CHALLENGES": str(remaining),
             "CERTBOT_ALL_DOMAINS": "example.com,example.com,www.example.org",
             "CERTBOT_ALL_IDENTIFIERS": "example.com,example.com,www.example.org",
         }
-        cleanup = read_env(tmp_path / f"cleanup-{ch.token}.env")
-        assert cleanup == {**auth, "CERTBOT_AUTH_OUTPUT": f"out-{ch.token}"}
+        cleanup = read_env(tmp_path / f"cleanup-{ch.validation}.env")
+        assert cleanup == {**auth, "CERTBOT_AUTH_OUTPUT": f"out-{ch.validation}"}
 
 
 def test_hook_inherits_the_parent_environment(tmp_path: Path,
@@ -213,7 +212,7 @@ def test_cleanup_hook_runs_after_a_failed_auth_hook_but_not_for_unperformed_chal
     tmp_path: Path,
 ) -> None:
     log = tmp_path / "cleanups"
-    solver = DNS01Hook("exit 1", f"echo $CERTBOT_TOKEN >> {shlex.quote(str(log))}")
+    solver = DNS01Hook("exit 1", f"echo $CERTBOT_VALIDATION >> {shlex.quote(str(log))}")
     first, second = challenge("a.example.com", "t1"), challenge("b.example.com", "t2")
     solver.prepare(first)
     solver.prepare(second)
@@ -221,7 +220,7 @@ def test_cleanup_hook_runs_after_a_failed_auth_hook_but_not_for_unperformed_chal
         solver.perform(first)
     solver.cleanup(first)
     solver.cleanup(second)  # never performed: nothing to undo
-    assert log.read_text() == "t1\n"
+    assert log.read_text() == f"{first.validation}\n"
 
 
 def test_secret_assignments_in_the_hook_command_are_redacted() -> None:

@@ -16,11 +16,13 @@ from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 if TYPE_CHECKING:
     from acmedryrun.solvers.dns01 import DNS01Callback, DNS01Hook
     from acmedryrun.solvers.http01 import HTTP01Standalone, HTTP01Webroot
+    from acmedryrun.solvers.http01_hook import HTTP01Hook
     from acmedryrun.solvers.tlsalpn01 import TLSALPN01Standalone
 
 _LAZY = {
     "DNS01Callback": "acmedryrun.solvers.dns01",
     "DNS01Hook": "acmedryrun.solvers.dns01",
+    "HTTP01Hook": "acmedryrun.solvers.http01_hook",
     "HTTP01Standalone": "acmedryrun.solvers.http01",
     "HTTP01Webroot": "acmedryrun.solvers.http01",
     "TLSALPN01Standalone": "acmedryrun.solvers.tlsalpn01",
@@ -34,6 +36,7 @@ __all__ = [
     "Challenge",
     "DNS01Callback",
     "DNS01Hook",
+    "HTTP01Hook",
     "HTTP01Standalone",
     "HTTP01Webroot",
     "Solver",

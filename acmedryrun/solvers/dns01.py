@@ -14,18 +14,9 @@ challenge although the setup is right.
 from __future__ import annotations
 
 import abc
-import contextlib
-import os
-import re
-import shlex
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import IO, ClassVar
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import dns.exception
 import dns.name
@@ -36,33 +27,19 @@ from acmedryrun.errors import UsageError
 from acmedryrun.preflight.dns import parse_resolver
 from acmedryrun.report import SolverErrorKind
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
+from acmedryrun.solvers._hooks import (
+    DEFAULT_HOOK_TIMEOUT,
+    HookResult,
+    ManualHooks,
+    check_hook_command,
+    redact_command,
+    run_hook,
+)
 
 #: RFC 8555 section 8.4: the label the CA queries under the validated name.
 CHALLENGE_LABEL = "_acme-challenge"
 
-DEFAULT_HOOK_TIMEOUT = 120.0
-#: Seconds a cleanup hook may still run after the run's deadline has passed.
-CLEANUP_GRACE = 5.0
 DEFAULT_PROPAGATION_TIMEOUT = 120.0
-
-#: How much of a failed hook's stderr a problem quotes.
-STDERR_TAIL_LINES = 5
-STDERR_TAIL_CHARS = 500
-#: CERTBOT_AUTH_OUTPUT is passed in the environment, whose strings the kernel caps
-#: (MAX_ARG_STRLEN, 128 KiB on Linux); keep well below it.
-AUTH_OUTPUT_MAX_CHARS = 64 * 1024
-#: After SIGTERM, how long a timed-out hook's process group gets before SIGKILL.
-KILL_GRACE_SECONDS = 2.0
-
-#: Shell built-ins that are valid hook programs although no file on PATH backs them.
-_SHELL_BUILTINS = frozenset({
-    ":", ".", "alias", "bg", "break", "cd", "command", "continue", "eval", "exec", "exit",
-    "export", "false", "fg", "getopts", "hash", "jobs", "kill", "printf", "pwd", "read",
-    "readonly", "return", "set", "shift", "test", "times", "trap", "true", "type",
-    "ulimit", "umask", "unalias", "unset", "wait", "echo", "[",
-})
-#: A shell variable assignment word (``NAME=value``) before the program name.
-_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def record_name(challenge: Challenge) -> str:
@@ -213,167 +190,27 @@ class _DNS01Solver(Solver):
 # ------------------------------------------------------------------ hooks
 
 
-@dataclass(frozen=True, slots=True)
-class HookResult:
-    """How a hook command ended.
-
-    Attributes:
-        returncode: The exit status; negative: killed by that signal.
-        stdout: Its standard output (decoded, bounded).
-        stderr: Its standard error (decoded, bounded).
-        timed_out: True when it ran past the timeout and its process group was killed.
-    """
-
-    returncode: int
-    stdout: str
-    stderr: str
-    timed_out: bool = False
-
-
-def check_hook_command(command: str, option: str) -> None:
-    """Check that ``command``'s program exists and is executable, as certbot does.
-
-    The program is the first shell word after any ``NAME=value`` assignments;
-    shell built-ins (``true``, ``exit``, ``cd`` ...) pass.
-
-    Raises:
-        UsageError: unparseable, empty, not found on PATH, or not executable.
-    """
-    try:
-        words = shlex.split(command)
-    except ValueError as exc:
-        raise UsageError(f"{option}: cannot parse {command!r} as a shell command: {exc}") \
-            from exc
-    while words and _ASSIGNMENT.match(words[0]):
-        words.pop(0)
-    if not words:
-        raise UsageError(f"{option}: no command given")
-    program = words[0]
-    if program in _SHELL_BUILTINS:
-        return
-    if "/" in program:
-        path = os.path.expanduser(program)
-        if not os.path.exists(path):
-            raise UsageError(f"{option}: '{program}' is not an executable: no such file")
-        if os.path.isdir(path) or not os.access(path, os.X_OK):
-            raise UsageError(
-                f"{option}: '{program}' is not an executable: it exists but cannot be run"
-                " (chmod +x?)")
-        return
-    if shutil.which(program) is None:
-        raise UsageError(
-            f"{option}: '{program}' is not an executable found on PATH"
-            f" ({os.environ.get('PATH', '')})")
-
-
-def redact_command(command: str) -> str:
-    """``command`` for messages, with the values of ``NAME=value`` words hidden.
-
-    A hook line such as ``API_TOKEN=s3cr3t /usr/local/bin/dns-hook`` must not
-    put the token into reports and logs.
-    """
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return command
-    if not any(_ASSIGNMENT.match(w) for w in words):
-        return command
-    return " ".join(
-        w.split("=", 1)[0] + "=***" if _ASSIGNMENT.match(w) else shlex.quote(w) for w in words
-    )
-
-
-def _read_back(handle: IO[bytes], limit: int) -> str:
-    """The last ``limit`` bytes written to ``handle``, decoded."""
-    handle.flush()
-    size = handle.seek(0, os.SEEK_END)
-    handle.seek(max(0, size - limit))
-    return handle.read().decode("utf-8", "replace")
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the hook's process group, then SIGKILL what is left after a grace period."""
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        # The shell is gone; its children may linger in the group.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        return
-
-
-def run_hook(command: str, env: Mapping[str, str], timeout: float) -> HookResult:
-    """Run ``command`` through ``/bin/sh -c`` like certbot's hooks, bounded by ``timeout``.
-
-    The hook runs in its own session (process group); on timeout the whole
-    group is killed, so a hung ``nsupdate`` or ``sleep`` child goes too.
-    Output goes to temporary files rather than pipes, so a daemon the hook
-    leaves running cannot block the wait.  Stdin is ``/dev/null``: hooks run
-    unattended.
-    """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-            env=dict(env), start_new_session=True, close_fds=True,
-        )
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-        finally:
-            if proc.poll() is None:  # interrupted (KeyboardInterrupt): leave nothing behind
-                _kill_group(proc)
-        return HookResult(
-            returncode=proc.returncode if proc.returncode is not None else -signal.SIGKILL,
-            stdout=_read_back(out, AUTH_OUTPUT_MAX_CHARS),
-            stderr=_read_back(err, 16 * 1024),
-            timed_out=timed_out,
-        )
-
-
-def stderr_tail(text: str) -> str:
-    """The last few lines of a hook's stderr, for a problem's detail."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    tail = "\n".join(lines[-STDERR_TAIL_LINES:])
-    if len(tail) > STDERR_TAIL_CHARS:
-        tail = "..." + tail[-STDERR_TAIL_CHARS:]
-    return tail
-
-
-def _exit_text(result: HookResult) -> str:
-    if result.returncode < 0:
-        try:
-            return f"was killed by {signal.Signals(-result.returncode).name}"
-        except ValueError:
-            return f"was killed by signal {-result.returncode}"
-    return f"exited {result.returncode}"
-
-
 class DNS01Hook(_DNS01Solver):
     """Answer dns-01 by running certbot-compatible hook commands.
 
     Each command is a shell command line, run as ``/bin/sh -c COMMAND`` (as
     certbot runs ``--manual-auth-hook``), once per challenge, with the parent
-    environment plus certbot's manual-hook variables:
+    environment plus exactly the variables certbot's manual plugin sets for
+    dns-01 (see :class:`~acmedryrun.solvers._hooks.ManualHooks`):
 
     - ``CERTBOT_DOMAIN`` / ``CERTBOT_IDENTIFIER``: the name validated (a
       wildcard's base name, without ``*.``);
     - ``CERTBOT_VALIDATION``: the TXT value to publish at
       ``_acme-challenge.$CERTBOT_DOMAIN``;
-    - ``CERTBOT_TOKEN``: the challenge token;
     - ``CERTBOT_REMAINING_CHALLENGES``: how many challenges come after this one;
     - ``CERTBOT_ALL_DOMAINS`` / ``CERTBOT_ALL_IDENTIFIERS``: every challenged
       name of the run, comma-separated;
     - cleanup only: ``CERTBOT_AUTH_OUTPUT``, the auth hook's stdout (stripped).
 
-    Inherited ``CERTBOT_*`` variables are dropped first, so a run started from
-    inside another certbot hook sees only its own.
+    No ``CERTBOT_TOKEN``: certbot sets it only for http-01, and scripts that
+    serve both challenge types branch on it.  Inherited ``CERTBOT_*`` variables
+    are dropped first, so a run started from inside another certbot hook sees
+    only its own.
 
     Args:
         auth_hook: Publishes the record (``--dns-01-auth-hook``).
@@ -386,8 +223,8 @@ class DNS01Hook(_DNS01Solver):
         propagation_timeout: How long to wait for that, in seconds.
 
     Raises:
-        UsageError: a hook's program is not found or not executable, or a bad
-            timeout or resolver.
+        UsageError: a hook's program or its ``#!`` interpreter is not found or not
+            executable, or a bad timeout or resolver.
     """
 
     AUTH_OPTION: ClassVar[str] = "--dns-01-auth-hook"
@@ -398,82 +235,44 @@ class DNS01Hook(_DNS01Solver):
                  propagation_resolver: str | None = None,
                  propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT) -> None:
         super().__init__(propagation_resolver, propagation_timeout)
-        if not isinstance(timeout, int | float) or not timeout > 0:
-            raise UsageError(f"dns-01 hook timeout: {timeout!r} is not a positive number")
-        self.auth_hook = auth_hook
-        self.cleanup_hook = cleanup_hook or None
-        self.timeout = float(timeout)
-        self._auth_output: dict[str, str] = {}
-        self._check_hooks()
+        self.hooks = ManualHooks(auth_hook, cleanup_hook, timeout=timeout,
+                                 auth_option=self.AUTH_OPTION,
+                                 cleanup_option=self.CLEANUP_OPTION)
 
-    def _check_hooks(self) -> None:
-        check_hook_command(self.auth_hook, self.AUTH_OPTION)
-        if self.cleanup_hook is not None:
-            check_hook_command(self.cleanup_hook, self.CLEANUP_OPTION)
+    @property
+    def auth_hook(self) -> str:
+        """The auth hook command."""
+        return self.hooks.auth_hook
+
+    @property
+    def cleanup_hook(self) -> str | None:
+        """The cleanup hook command, if any."""
+        return self.hooks.cleanup_hook
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each hook may run."""
+        return self.hooks.timeout
 
     def describe(self) -> str:
-        return f"dns-01 via hook {redact_command(self.auth_hook)!r}"
+        return f"dns-01 via hook {self.hooks.describe()!r}"
 
     def open(self) -> None:
-        self._check_hooks()  # the files may have changed since __init__
+        self.hooks.check()  # the files may have changed since __init__
 
     def close(self) -> None:
         super().close()
-        self._auth_output.clear()
+        self.hooks.reset()
 
     def environment(self, challenge: Challenge) -> dict[str, str]:
         """The hook environment for ``challenge`` (certbot's manual-hook variables)."""
-        index, challenges = self._position(challenge)
-        all_domains = ",".join(ch.identifier for ch in challenges)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CERTBOT_")}
-        env.update({
-            "CERTBOT_DOMAIN": challenge.identifier,
-            "CERTBOT_IDENTIFIER": challenge.identifier,
-            "CERTBOT_VALIDATION": challenge.validation,
-            "CERTBOT_TOKEN": challenge.token,
-            "CERTBOT_REMAINING_CHALLENGES": str(len(challenges) - index - 1),
-            "CERTBOT_ALL_DOMAINS": all_domains,
-            "CERTBOT_ALL_IDENTIFIERS": all_domains,
-        })
-        return env
-
-    def _run(self, which: str, command: str, env: Mapping[str, str],
-             challenge: Challenge) -> HookResult:
-        shown = redact_command(command)
-        # Never past the run's deadline; a cleanup still gets a few seconds after it.
-        left = challenge.time_left(floor=CLEANUP_GRACE if which == "cleanup" else 0.0)
-        limit = self.timeout if left is None else min(self.timeout, left)
-        try:
-            result = run_hook(command, env, limit)
-        except OSError as exc:  # /bin/sh missing, fork failed, no temp dir
-            raise SolverFailure(SolverErrorKind.HOOK_FAILED,
-                                f"{which} hook '{shown}' could not be started: {exc}") from exc
-        if result.timed_out:
-            raise SolverFailure(
-                SolverErrorKind.HOOK_TIMEOUT,
-                f"{which} hook '{shown}' did not finish within {limit:.3g} s;"
-                " its process group was killed")
-        if result.returncode != 0:
-            tail = stderr_tail(result.stderr)
-            raise SolverFailure(
-                SolverErrorKind.HOOK_FAILED,
-                f"{which} hook '{shown}' {_exit_text(result)}" + (f": {tail}" if tail else ""))
-        return result
+        return self.hooks.environment(challenge, self._position(challenge)[1])
 
     def _set(self, challenge: Challenge) -> None:
-        env = self.environment(challenge)
-        self._auth_output[challenge.url] = ""
-        result = self._run("auth", self.auth_hook, env, challenge)
-        # certbot passes the stripped stdout to the cleanup hook.
-        self._auth_output[challenge.url] = result.stdout.strip().replace("\0", "")
+        self.hooks.auth(challenge, self._position(challenge)[1])
 
     def _clear(self, challenge: Challenge) -> None:
-        output = self._auth_output.pop(challenge.url, "")
-        if self.cleanup_hook is None:
-            return
-        env = self.environment(challenge)
-        env["CERTBOT_AUTH_OUTPUT"] = output
-        self._run("cleanup", self.cleanup_hook, env, challenge)
+        self.hooks.cleanup(challenge, self._position(challenge)[1])
 
 
 # ------------------------------------------------------------------ callables

@@ -9,5 +9,6 @@ python3 "$(dirname "$0")/_challtestsrv.py" set-txt \
 if [ -n "${HOOK_LOG:-}" ]; then
     echo "auth ${CERTBOT_DOMAIN} ${CERTBOT_VALIDATION} remaining=${CERTBOT_REMAINING_CHALLENGES} all=${CERTBOT_ALL_DOMAINS}" >> "$HOOK_LOG"
 fi
-# certbot hands this stdout to the cleanup hook as CERTBOT_AUTH_OUTPUT.
-echo "record-id-${CERTBOT_TOKEN}"
+# certbot hands this stdout to the cleanup hook as CERTBOT_AUTH_OUTPUT (no CERTBOT_TOKEN
+# here: certbot sets it for http-01 only).
+echo "record-id-${CERTBOT_VALIDATION}"
