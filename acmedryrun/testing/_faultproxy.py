@@ -79,8 +79,11 @@ kind            what the client sees
                 than ``status`` (``pending``, ``ready`` or ``processing``) is shown
                 at that earlier state, consistently: an order loses its
                 ``certificate``, a challenge its ``validated`` and ``error``, and an
-                authorization shown ``pending`` shows its challenges ``pending``
-                too.  Only responses actually rewritten count towards ``count``,
+                authorization shown ``pending`` shows its challenges
+                ``processing`` (validation under way).  ``unanswered`` is
+                ``pending`` as if the client had never responded: challenges
+                (and an authorization's challenges) read ``pending`` again.
+                Only responses actually rewritten count towards ``count``,
                 so ``order_poll:stall:processing,count=3`` is "the order stays
                 ``processing`` for three polls after it became valid", however
                 often the client polled before finalizing.  ``invalid`` (and every
@@ -124,7 +127,7 @@ comma in a detail is ``%2C``.  Examples::
     authz:not_json
     nonce:delay,delay=5
     order_poll:stall:processing,count=3
-    challenge:stall:pending,count=1
+    authz:stall:unanswered,count=2
     directory:trickle:2,count=1
 """
 
@@ -304,7 +307,7 @@ _LIFECYCLES: dict[str, tuple[str, ...]] = {
     "authorization": ("pending", "valid"),
     "challenge": ("pending", "processing", "valid"),
 }
-STALL_STATES: tuple[str, ...] = ("pending", "ready", "processing")
+STALL_STATES: tuple[str, ...] = ("pending", "ready", "processing", "unanswered")
 
 
 class FaultProxyError(RuntimeError):
@@ -1068,23 +1071,30 @@ def _object_kind(data: Mapping[str, Any]) -> str | None:
 
 
 def _stall_object(data: dict[str, Any], kind: str, state: str) -> bool:
-    """Show ``data`` (an object of ``kind``) at ``state``; True if anything changed."""
+    """Show ``data`` (an object of ``kind``) at ``state``; True if anything changed.
+
+    ``unanswered`` is ``pending`` as if the client had never responded: an
+    authorization's challenges read ``pending`` too, where plain ``pending``
+    shows them ``processing`` (the validation still under way, section 7.1.6).
+    """
+    shown = "pending" if state == "unanswered" else state
     lifecycle = _LIFECYCLES[kind]
     current = data.get("status")
-    if state not in lifecycle or current not in lifecycle:
+    if shown not in lifecycle or current not in lifecycle:
         return False
-    if lifecycle.index(current) <= lifecycle.index(state):
+    if lifecycle.index(current) <= lifecycle.index(shown):
         return False
-    data["status"] = state
+    data["status"] = shown
     if kind == "order":
         data.pop("certificate", None)  # section 7.1.3: present once the order is valid
     elif kind == "challenge":
         data.pop("validated", None)  # section 8: only on a valid challenge
         data.pop("error", None)
     else:
+        inner = "pending" if state == "unanswered" else "processing"
         for challenge in data.get("challenges") or []:
             if isinstance(challenge, dict):
-                _stall_object(challenge, "challenge", "pending")
+                _stall_object(challenge, "challenge", inner)
     return True
 
 
