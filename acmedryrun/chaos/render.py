@@ -26,6 +26,8 @@ ENDPOINT_LABELS = {
     "finalize": "final", "certificate": "cert", "key_change": "key", "revoke": "revoke",
     "other": "other",
 }
+#: The table's reason column is cut here; JSON and JUnit keep the whole line.
+REASON_WIDTH = 100
 _COLORS = {"passed": "32", "failed": "31", "hung": "35", "crashed": "31;1"}
 # XML 1.0 allows neither most control characters nor lone surrogates.
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -51,7 +53,7 @@ def render_table(card: Scorecard, *, color: bool = False) -> str:
         code = "-" if r.evidence.exit_code is None else str(r.evidence.exit_code)
         rows.append([r.scenario.name, r.scenario.expect, r.outcome, code,
                      f"{r.evidence.wall_s:.1f}s", str(r.traffic.total), str(r.traffic.retries),
-                     r.reason])
+                     _shorten(r.reason)])
     lines = _grid(rows, right=(3, 4, 5, 6))
     if color:
         for index, r in enumerate(card.results, 1):
@@ -63,10 +65,18 @@ def render_table(card: Scorecard, *, color: bool = False) -> str:
         counts += [[r.scenario.name, *[str(r.traffic.requests.get(e, 0)) for e in used]]
                    for r in card.results]
         lines += ["", *_grid(counts, right=range(1, len(used) + 1))]
+    baseline = next((r for r in card.results if r.scenario.name == "baseline"), None)
+    if baseline is not None and baseline.outcome != "passed":
+        lines += ["", "warning: the baseline (no fault) did not pass: the command line is"
+                  " probably wrong, and the other results say little"]
     lines += ["", f"score: {card.passed}/{card.total} passed"
               f" ({_breakdown(card)}) in {card.wall_s:.0f} s",
               f"client: {shlex.join(card.command)}"]
     return "\n".join(lines) + "\n"
+
+
+def _shorten(text: str, width: int = REASON_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
 
 def _breakdown(card: Scorecard) -> str:

@@ -23,6 +23,8 @@ Placeholders (``str.format`` syntax; ``{{`` and ``}}`` are literal braces):
                 :mod:`acmedryrun.chaos.dns`); ``{dns_api}`` its management URL
 ``{name}``      a fresh DNS name for this run (any name resolves to 127.0.0.1)
 ``{workdir}``   an empty directory for the client's state, removed afterwards
+                (the command runs in the current directory, so relative
+                paths in it work; point the client's state here)
 ``{python}``    the Python interpreter acmedryrun runs on
 ``{scenario}``  the scenario's name
 =============== =============================================================
@@ -289,7 +291,7 @@ def run_scenario(scenario: Scenario, template: Template, *, time_bound: float | 
                 "NO_PROXY": "127.0.0.1,localhost,::1",
                 "no_proxy": "127.0.0.1,localhost,::1",
             })
-            evidence = _run_bounded(template.render(values), cwd=workdir, env=env,
+            evidence = _run_bounded(template.render(values), cwd=Path.cwd(), env=env,
                                     output=private / "output", bound=bound, cancel=cancel)
             seen = traffic(proxy.events)
     finally:

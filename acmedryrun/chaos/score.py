@@ -11,6 +11,7 @@ whether an intact certificate reached the client.
 
 from __future__ import annotations
 
+import re
 import signal
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from acmedryrun.chaos.catalog import Scenario
 from acmedryrun.testing._faultproxy import ProxyEvent
 
 __all__ = ["OUTCOMES", "Evidence", "ScenarioResult", "Scorecard", "Traffic", "crash_line",
-           "score", "traffic"]
+           "error_line", "score", "traffic"]
 
 #: Outcomes, best first.
 OUTCOMES = ("passed", "failed", "hung", "crashed")
@@ -30,6 +31,10 @@ OUTCOMES = ("passed", "failed", "hung", "crashed")
 # sent again); strip_nonce, delay, trickle, patch and stall leave a usable one.
 _BROKEN_KINDS = frozenset({"status", "html", "reset", "lost", "truncated", "not_json"})
 # Lines that only an uncaught exception or a runtime abort prints.
+_BOILERPLATE = re.compile(r"^(Ask for help|See the logfile|Saving debug log|IMPORTANT NOTES)|"
+                         r"re-run \S+ with -v", re.I)
+_ERRORISH = re.compile(r"error|fail|unable|cannot|could not|refused|denied|reset|timed? ?out|"
+                       r"invalid|unexpected|problem|exception", re.I)
 _CRASH_MARKERS = ("Traceback (most recent call last):", "panic: ", "fatal error: ",
                   "Segmentation fault", "core dumped", "AddressSanitizer")
 
@@ -120,9 +125,19 @@ def crash_line(output: str) -> str | None:
     return None
 
 
-def _last_line(output: str) -> str:
+def error_line(output: str) -> str:
+    """The line of a client's output that best says why it failed.
+
+    The last line that reads like an error (certbot's ``acme.errors...: ...``,
+    lego's ``acme: error: 503 :: ...``), skipping the advice clients print
+    after it ("Ask for help", "See the logfile"); else the last line.
+    """
     lines = [x.strip() for x in output.splitlines() if x.strip()]
-    return lines[-1][:160] if lines else "no output"
+    useful = [x for x in lines if not _BOILERPLATE.search(x)] or lines
+    for line in reversed(useful):
+        if _ERRORISH.search(line):
+            return line[:200]
+    return useful[-1][:200] if useful else "no output"
 
 
 def score(scenario: Scenario, evidence: Evidence, seen: Traffic) -> tuple[str, str]:
@@ -158,13 +173,16 @@ def score(scenario: Scenario, evidence: Evidence, seen: Traffic) -> tuple[str, s
                               f" (exit {code})")
     if scenario.expect == "succeed":
         if code != 0:
-            return "failed", f"exit {code}: {_last_line(evidence.output_tail)}"
+            return "failed", f"exit {code}: {error_line(evidence.output_tail)}"
         if not seen.delivered:
             return "failed", "exit 0, but no certificate was downloaded"
         retried = f" after {seen.retries} retries" if seen.retries else ""
         return "passed", f"certificate issued{retried} in {evidence.wall_s:.1f} s"
     if code == 0:
         return "failed", "exit 0 under a fault that cannot be survived"
+    if not seen.faults_fired:
+        # It failed, but not because of the fault: nothing was tested.
+        return "failed", f"exit {code} before meeting the fault: {error_line(evidence.output_tail)}"
     return "passed", f"failed cleanly, exit {code} in {evidence.wall_s:.1f} s"
 
 
