@@ -28,6 +28,7 @@ import hashlib
 import http.server
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -222,6 +223,7 @@ def main() -> int:
         if args.mode == "crash":
             raise RuntimeError(f"chaos_client crashed: {exc}") from None
         if args.mode == "abort":
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file left behind
             os.abort()
         print(f"chaos_client: {exc}", file=sys.stderr)
         return 1

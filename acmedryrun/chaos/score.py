@@ -33,8 +33,9 @@ _BROKEN_KINDS = frozenset({"status", "html", "reset", "lost", "truncated", "not_
 # Lines that only an uncaught exception or a runtime abort prints.
 _BOILERPLATE = re.compile(r"^(Ask for help|See the logfile|Saving debug log|IMPORTANT NOTES)|"
                          r"re-run \S+ with -v", re.I)
-_ERRORISH = re.compile(r"error|fail|unable|cannot|could not|refused|denied|reset|timed? ?out|"
-                       r"invalid|unexpected|problem|exception", re.I)
+_ERROR = re.compile(r"fatal|error|exception", re.I)
+_ERRORISH = re.compile(r"fail|unable|cannot|could not|refused|denied|reset|timed? ?out|"
+                       r"invalid|unexpected|problem", re.I)
 _CRASH_MARKERS = ("Traceback (most recent call last):", "panic: ", "fatal error: ",
                   "Segmentation fault", "core dumped", "AddressSanitizer")
 
@@ -128,15 +129,18 @@ def crash_line(output: str) -> str | None:
 def error_line(output: str) -> str:
     """The line of a client's output that best says why it failed.
 
-    The last line that reads like an error (certbot's ``acme.errors...: ...``,
-    lego's ``acme: error: 503 :: ...``), skipping the advice clients print
-    after it ("Ask for help", "See the logfile"); else the last line.
+    The last line that names an error or a fatal problem (certbot's
+    ``acme.errors...: ...``, lego's ``acme: error: 503 :: ...``, acmedryrun's
+    ``FATAL ...``), else the last that reads like a failure, skipping the
+    advice clients print after it ("Ask for help", "See the logfile"); else
+    the last line.
     """
     lines = [x.strip() for x in output.splitlines() if x.strip()]
     useful = [x for x in lines if not _BOILERPLATE.search(x)] or lines
-    for line in reversed(useful):
-        if _ERRORISH.search(line):
-            return line[:200]
+    for pattern in (_ERROR, _ERRORISH):
+        for line in reversed(useful):
+            if pattern.search(line):
+                return line[:200]
     return useful[-1][:200] if useful else "no output"
 
 
