@@ -251,6 +251,10 @@ def test_crash_and_error_lines() -> None:
                       "acme.errors.ClientError: <Response [502]>\n"
                       "Ask for help or search for solutions at https://x. See the logfile y"
                       ) == "acme.errors.ClientError: <Response [502]>"
+    assert error_line("Could not obtain certificates:\n\terror: one or more domains had a"
+                      " problem:\n[x.example.com] Post \"https://127.0.0.1:1/f\": read: reset\n"
+                      ) == ("error: one or more domains had a problem: [x.example.com] Post"
+                            ' "https://127.0.0.1:1/f": read: reset')
 
 
 def test_junit_has_one_case_per_scenario_failures_and_errors() -> None:

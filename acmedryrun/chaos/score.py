@@ -138,8 +138,12 @@ def error_line(output: str) -> str:
     lines = [x.strip() for x in output.splitlines() if x.strip()]
     useful = [x for x in lines if not _BOILERPLATE.search(x)] or lines
     for pattern in (_ERROR, _ERRORISH):
-        for line in reversed(useful):
+        for index in range(len(useful) - 1, -1, -1):
+            line = useful[index]
             if pattern.search(line):
+                if line.endswith(":") and index + 1 < len(useful):
+                    # "error: one or more domains had a problem:" -- the problem follows.
+                    line = f"{line} {useful[index + 1]}"
                 return line[:200]
     return useful[-1][:200] if useful else "no output"
 
