@@ -68,8 +68,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``chaos`` on the main CLI's subparsers; returns its parser."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "chaos", help="run any ACME client through staging's breakages, offline: a scorecard",
-        description="Run an ACME client's command once per scenario against a fresh local"
-        " Pebble behind a fault-injecting proxy, and score how it copes.",
+        description="Run an ACME client's command once per scenario against a fresh local\n"
+        "Pebble behind a fault-injecting proxy, and score how it copes.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", dest="scenarios", action="append", default=[],
                    metavar="NAME", help="run only this scenario (repeatable; default all)")
