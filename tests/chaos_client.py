@@ -11,7 +11,8 @@ picks how it ends:
 * ``crash``: raises, so Python prints a traceback (exit 1);
 * ``abort``: ``os.abort()``, killed by SIGABRT;
 * ``hang``: after the directory, ignores SIGTERM, starts a grandchild that
-  ignores it too (its PID appended to ``--pidfile``) and sleeps for ever;
+  ignores it too (both PIDs appended to ``--pidfile``, the responder's port in
+  ``PIDFILE.port``) and sleeps for ever;
 * ``exit0``: exit 0 right after the directory, with no certificate;
 * ``issue-twice``: the whole issuance twice (two orders, two certificates);
 * ``hammer``: a refused newOrder is sent again at once, up to 8 times.
@@ -185,7 +186,7 @@ def issue(client: Client, name: str, answers: dict[str, str], max_polls: int) ->
     return pem
 
 
-def hang(pidfile: str | None) -> None:
+def hang(pidfile: str | None, port: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     child = subprocess.Popen([sys.executable, "-c",
                               "import signal, time\n"
@@ -194,6 +195,8 @@ def hang(pidfile: str | None) -> None:
     if pidfile:
         with open(pidfile, "a", encoding="utf-8") as f:
             f.write(f"{os.getpid()}\n{child.pid}\n")
+        with open(pidfile + ".port", "w", encoding="utf-8") as f:
+            f.write(f"{port}\n")  # the http-01 responder listens there until the kill
     time.sleep(3600)
 
 
@@ -213,7 +216,7 @@ def main() -> int:
     try:
         client = Client(args.directory, args.mode)
         if args.mode == "hang":
-            hang(args.pidfile)
+            hang(args.pidfile, args.http_port)
         if args.mode == "exit0":
             return 0
         issue(client, args.name, answers, args.max_polls)

@@ -595,6 +595,9 @@ def test_a_hung_client_is_killed_whole_and_nothing_outlives_the_run(tmp_path: Pa
     for pid in pids:
         stat = Path(f"/proc/{pid}/stat")
         assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    port = int((tmp_path / "pids.port").read_text())
+    with socket.socket() as probe:  # the client's responder port is free again
+        probe.bind(("127.0.0.1", port))
     assert set(Path(tempfile.gettempdir()).glob("acmedryrun-chaos-*")) == before
     assert seen, "the watcher saw the proxy and Pebble listen"
     assert seen <= {"0100007F", "00000000000000000000000001000000"}, seen  # 127.0.0.1, ::1

@@ -169,6 +169,7 @@ from acmedryrun.testing._pebble import _generate_tls_material
 __all__ = [
     "ENDPOINTS",
     "KINDS",
+    "STALL_STATES",
     "Fault",
     "FaultProxy",
     "FaultProxyError",
