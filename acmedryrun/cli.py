@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="which outcome to show (default success)")
     demo.add_argument("--json", action="store_true", help="the report(s) as JSON on stdout")
     _add_common(demo)
+    from acmedryrun.chaos.cli import add_parser as add_chaos_parser
+
+    add_chaos_parser(sub)
     return parser
 
 
@@ -362,12 +365,19 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
         return EX_UNAVAILABLE
 
 
+def _chaos_run(args: argparse.Namespace, stream: TextIO) -> int:
+    from acmedryrun.chaos.cli import run
+
+    return run(args, stream)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "check": cmd_check,
     "batch": cmd_batch,
     "certbot": cmd_certbot,
     "proxy": cmd_proxy,
     "demo": cmd_demo,
+    "chaos": lambda args, out: _chaos_run(args, out.stream),
 }
 
 

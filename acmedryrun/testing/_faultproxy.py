@@ -74,6 +74,23 @@ kind            what the client sees
                 (``{"status": "pending"}`` on ``authz`` = an authorization stuck
                 pending, ``{"status": "processing"}`` on ``order_poll`` = an order
                 stuck processing).  Other bodies pass unchanged.
+``stall``       forwarded; a 2xx order, authorization or challenge whose
+                ``status`` is further along its RFC 8555 section 7.1.6 life cycle
+                than ``status`` (``pending``, ``ready`` or ``processing``) is shown
+                at that earlier state, consistently: an order loses its
+                ``certificate``, a challenge its ``validated`` and ``error``, and an
+                authorization shown ``pending`` shows its challenges
+                ``processing`` (validation under way).  ``unanswered`` is
+                ``pending`` as if the client had never responded: challenges
+                (and an authorization's challenges) read ``pending`` again.
+                Only responses actually rewritten count towards ``count``,
+                so ``order_poll:stall:processing,count=3`` is "the order stays
+                ``processing`` for three polls after it became valid", however
+                often the client polled before finalizing.  ``invalid`` (and every
+                other final state) is never hidden.
+``trickle``     forwarded; the whole response (status line, headers, body) is
+                written one byte at a time, spread evenly over ``duration``
+                seconds: a per-read timeout never fires, only a total one does.
 =============== ==================================================================
 
 Faults are consulted in the order given; the first one that fires handles the
@@ -89,13 +106,15 @@ Fault spec syntax (`parse_fault`, the CLI's ``--fault``)
 
     ENDPOINT:KIND[:ARG][,key=value...]
 
-``ARG`` is the HTTP status for ``status`` and ``html`` and the seconds for
-``delay``; other kinds take none.  Keys: ``count`` and ``after`` (integers
->= 0), ``probability`` (0..1), ``retry_after`` (integer seconds; ``status`` and
-``html``), ``type`` (problem type short name such as ``badNonce``, or a full
-URN; ``status``), ``detail`` (``status`` and ``html``), ``delay`` (seconds;
-``delay``), ``status`` (for ``patch`` the JSON ``status`` value to force; for
-``status``/``html`` the same as ``ARG``).  Values are percent-decoded, so a
+``ARG`` is the HTTP status for ``status`` and ``html``, the seconds for
+``delay`` and ``trickle``, and the state for ``stall``; other kinds take
+none.  Keys: ``count`` and ``after`` (integers >= 0), ``probability``
+(0..1), ``retry_after`` (integer seconds; ``status`` and ``html``), ``type``
+(problem type short name such as ``badNonce``, or a full URN; ``status``),
+``detail`` (``status`` and ``html``), ``delay`` (seconds; ``delay``),
+``duration`` (seconds; ``trickle``), ``status`` (for ``patch`` the JSON
+``status`` value to force; for ``status``/``html``/``stall`` the same as
+``ARG``).  Values are percent-decoded, so a
 comma in a detail is ``%2C``.  Examples::
 
     order:status:503,retry_after=1,count=2
@@ -107,6 +126,9 @@ comma in a detail is ``%2C``.  Examples::
     order_poll:patch,status=processing
     authz:not_json
     nonce:delay,delay=5
+    order_poll:stall:processing,count=3
+    authz:stall:unanswered,count=2
+    directory:trickle:2,count=1
 """
 
 from __future__ import annotations
@@ -133,6 +155,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -146,6 +169,7 @@ from acmedryrun.testing._pebble import _generate_tls_material
 __all__ = [
     "ENDPOINTS",
     "KINDS",
+    "STALL_STATES",
     "Fault",
     "FaultProxy",
     "FaultProxyError",
@@ -183,6 +207,8 @@ KINDS: tuple[str, ...] = (
     "delay",
     "lost",
     "patch",
+    "stall",
+    "trickle",
 )
 ANY_ENDPOINT = "*"
 
@@ -270,8 +296,19 @@ _PARAM_KINDS: dict[str, frozenset[str]] = {
     "retry_after": frozenset({"status", "html"}),
     "delay": frozenset({"delay"}),
     "patch": frozenset({"patch"}),
+    "stall": frozenset({"stall"}),
+    "duration": frozenset({"trickle"}),
 }
 _DEFAULT_STATUS = {"status": 500, "html": 502}
+# RFC 8555 section 7.1.6: each object's states in the order it moves through them.
+# A final state other than "valid" (invalid, deactivated, expired, revoked) is
+# never hidden by a stall: the client must see a failure.
+_LIFECYCLES: dict[str, tuple[str, ...]] = {
+    "order": ("pending", "ready", "processing", "valid"),
+    "authorization": ("pending", "valid"),
+    "challenge": ("pending", "processing", "valid"),
+}
+STALL_STATES: tuple[str, ...] = ("pending", "ready", "processing", "unanswered")
 
 
 class FaultProxyError(RuntimeError):
@@ -298,6 +335,10 @@ class Fault:
         retry_after: Seconds sent as ``Retry-After`` (``status``, ``html``).
         delay: Seconds to wait before forwarding (``delay``; required).
         patch: Fields merged into a 2xx JSON-object body (``patch``; required).
+        stall: The earlier state shown (``stall``; required): one of
+            `STALL_STATES`.
+        duration: Seconds over which the response trickles out (``trickle``;
+            required).
 
     Raises:
         ValueError: a value out of range, or a parameter for another kind.
@@ -314,6 +355,8 @@ class Fault:
     retry_after: int | None = None
     delay: float | None = None
     patch: Mapping[str, Any] | None = field(default=None, hash=False)
+    stall: str | None = None
+    duration: float | None = None
 
     def __post_init__(self) -> None:
         """Validate, and fill in the kind's default status."""
@@ -354,6 +397,17 @@ class Fault:
             self.delay is None or not _is_number(self.delay) or self.delay < 0
         ):
             raise ValueError(f"kind 'delay' needs delay >= 0 seconds, got {self.delay!r}")
+        if self.kind == "trickle" and (
+            self.duration is None or not _is_number(self.duration) or self.duration < 0
+        ):
+            raise ValueError(
+                f"kind 'trickle' needs duration >= 0 seconds, got {self.duration!r}"
+            )
+        if self.kind == "stall" and self.stall not in STALL_STATES:
+            raise ValueError(
+                f"kind 'stall' needs a state, one of {', '.join(STALL_STATES)}; "
+                f"got {self.stall!r}"
+            )
         if self.kind == "patch":
             if not isinstance(self.patch, Mapping) or not self.patch:
                 raise ValueError("kind 'patch' needs a non-empty patch mapping")
@@ -383,7 +437,9 @@ class Fault:
         parts = [f"{self.endpoint}:{self.kind}"]
         if self.status is not None:
             parts[0] += f":{self.status}"
-        for name in ("problem_type", "retry_after", "delay", "count", "after"):
+        if self.stall is not None:
+            parts[0] += f":{self.stall}"
+        for name in ("problem_type", "retry_after", "delay", "duration", "count", "after"):
             value = getattr(self, name)
             if value is not None and not (name == "after" and value == 0):
                 parts.append(f"{name}={value}")
@@ -406,13 +462,17 @@ def _is_number(value: object) -> bool:
     )
 
 
-_SPEC_KEYS = ("count", "after", "probability", "retry_after", "type", "detail", "delay", "status")
+_SPEC_KEYS = (
+    "count", "after", "probability", "retry_after", "type", "detail", "delay", "duration",
+    "status",
+)
 _SPEC_KEY_KINDS: dict[str, frozenset[str]] = {
     "type": _PARAM_KINDS["problem_type"],
     "detail": _PARAM_KINDS["detail"],
     "retry_after": _PARAM_KINDS["retry_after"],
     "delay": _PARAM_KINDS["delay"],
-    "status": frozenset({"status", "html", "patch"}),
+    "duration": _PARAM_KINDS["duration"],
+    "status": frozenset({"status", "html", "patch", "stall"}),
 }
 
 
@@ -449,6 +509,10 @@ def _parse_fault(spec: str) -> Fault:
             kwargs["status"] = _spec_int("status", arg)
         elif kind == "delay":
             kwargs["delay"] = _spec_float("delay", arg)
+        elif kind == "trickle":
+            kwargs["duration"] = _spec_float("duration", arg)
+        elif kind == "stall":
+            kwargs["stall"] = arg
         else:
             raise ValueError(f"kind {kind!r} takes no ':ARG' (got {arg!r})")
     seen: set[str] = set()
@@ -480,9 +544,9 @@ def _parse_fault(spec: str) -> Fault:
             if not 0.0 <= probability <= 1.0:
                 raise ValueError(f"probability {value!r} is outside [0, 1]")
             kwargs[key] = probability
-        elif key == "delay":
-            if "delay" in kwargs:
-                raise ValueError("delay given both as ':ARG' and as key")
+        elif key in ("delay", "duration"):
+            if key in kwargs:
+                raise ValueError(f"{key} given both as ':ARG' and as key")
             kwargs[key] = _spec_float(key, value)
         elif key == "type":
             kwargs["problem_type"] = value
@@ -490,6 +554,10 @@ def _parse_fault(spec: str) -> Fault:
             kwargs[key] = value
         elif kind == "patch":  # key == "status"
             kwargs["patch"] = {"status": value}
+        elif kind == "stall":  # key == "status"
+            if "stall" in kwargs:
+                raise ValueError("status given both as ':ARG' and as key")
+            kwargs["stall"] = value
         else:
             if "status" in kwargs:
                 raise ValueError("status given both as ':ARG' and as key")
@@ -685,8 +753,8 @@ class _Server(http.server.ThreadingHTTPServer):
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = self.socket.accept()
         sock.settimeout(_HANDSHAKE_TIMEOUT)
-        # Headers and body go out in separate writes: without NODELAY, Nagle
-        # plus the client's delayed ACK would add ~40 ms to every response.
+        # Responses go out in one write (see _Handler._send); NODELAY as well,
+        # so a trickle's bytes and a reset's RST are never held back by Nagle.
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock, addr
@@ -823,8 +891,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             patched = _patch_json(payload, status, fault.patch)
             if patched is not None:
                 payload, head_length = patched, None
+        elif kind == "stall" and fault is not None and fault.stall:
+            stalled = _stall_json(payload, status, fault.stall)
+            if stalled is None:
+                # Nothing to hide in this response: it does not count as a firing.
+                proxy._release(fault)
+                fault = None
+            else:
+                payload, head_length = stalled, None
         record(status, upstream.status)
-        self._send(status, headers, payload, reason=reason, head_length=head_length)
+        trickle = fault.duration if kind == "trickle" and fault is not None else None
+        self._send(status, headers, payload, reason=reason, head_length=head_length,
+                   trickle=trickle)
 
     def _target(self) -> str:
         """The request target in origin form (an absolute-form target is reduced)."""
@@ -878,23 +956,49 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         *,
         reason: str | None = None,
         head_length: str | None = None,
+        trickle: float | None = None,
     ) -> None:
+        """Write one response: head and body in a single write, or trickled byte by byte.
+
+        One write (one TLS record for a small response) rather than
+        ``end_headers()`` then the body: two small writes are exactly what
+        Nagle's algorithm holds back until the peer's delayed ACK (~40 ms).
+        """
         no_body = self.command == "HEAD" or status in (204, 304) or 100 <= status < 200
+        self.send_response_only(status, reason or None)
+        for name, value in headers:
+            self.send_header(name, value)
+        if self.command == "HEAD":
+            self.send_header("Content-Length", head_length or str(len(body)))
+        elif not no_body:
+            self.send_header("Content-Length", str(len(body)))
+        buffered: list[bytes] = getattr(self, "_headers_buffer", [])
+        self._headers_buffer: list[bytes] = []
+        data = b"".join(buffered) + b"\r\n" + (b"" if no_body else body)
         try:
-            self.send_response_only(status, reason or None)
-            for name, value in headers:
-                self.send_header(name, value)
-            if self.command == "HEAD":
-                self.send_header("Content-Length", head_length or str(len(body)))
-            elif not no_body:
-                self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if not no_body:
-                self.wfile.write(body)
+            if trickle is None:
+                self.wfile.write(data)
+            else:
+                self._trickle(data, trickle)
             self.wfile.flush()
         except OSError as exc:  # the client gave up (e.g. after its timeout)
             log.debug("client %s went away: %s", self.address_string(), exc)
             self.close_connection = True
+
+    def _trickle(self, data: bytes, duration: float) -> None:
+        """Write ``data`` a byte at a time, evenly over ``duration`` seconds.
+
+        Paced against the monotonic clock, so the total stays ``duration``
+        however long each write takes; `FaultProxy.stop` ends it at once.
+        """
+        stopping = self.server.proxy._stopping
+        interval = duration / max(1, len(data))
+        started = time.monotonic()
+        for index in range(len(data)):
+            self.wfile.write(data[index : index + 1])
+            wait = started + (index + 1) * interval - time.monotonic()
+            if wait > 0 and stopping.wait(wait):
+                raise ConnectionAbortedError("FaultProxy stopped during a trickle")
 
     def _reset(self) -> None:
         """Abort the connection with a TCP RST and no HTTP response."""
@@ -954,6 +1058,61 @@ def _bad_gateway(reason: str) -> tuple[int, list[tuple[str, str]], bytes]:
     """What a real reverse proxy answers when upstream is unreachable."""
     body = f"acmedryrun FaultProxy: upstream unreachable: {reason}\n".encode()
     return 502, [_date_header(), ("Content-Type", "text/plain; charset=utf-8")], body
+
+
+def _object_kind(data: Mapping[str, Any]) -> str | None:
+    """Which RFC 8555 object a JSON body is (section 7.1.3, 7.1.4, 8), by its fields."""
+    if "finalize" in data or "authorizations" in data:
+        return "order"
+    if "identifier" in data and "challenges" in data:
+        return "authorization"
+    if "token" in data or ("type" in data and "url" in data):
+        return "challenge"
+    return None
+
+
+def _stall_object(data: dict[str, Any], kind: str, state: str) -> bool:
+    """Show ``data`` (an object of ``kind``) at ``state``; True if anything changed.
+
+    ``unanswered`` is ``pending`` as if the client had never responded: an
+    authorization's challenges read ``pending`` too, where plain ``pending``
+    shows them ``processing`` (the validation still under way, section 7.1.6).
+    """
+    shown = "pending" if state == "unanswered" else state
+    lifecycle = _LIFECYCLES[kind]
+    current = data.get("status")
+    if shown not in lifecycle or current not in lifecycle:
+        return False
+    if lifecycle.index(current) <= lifecycle.index(shown):
+        return False
+    data["status"] = shown
+    if kind == "order":
+        data.pop("certificate", None)  # section 7.1.3: present once the order is valid
+    elif kind == "challenge":
+        data.pop("validated", None)  # section 8: only on a valid challenge
+        data.pop("error", None)
+    else:
+        inner = "pending" if state == "unanswered" else "processing"
+        for challenge in data.get("challenges") or []:
+            if isinstance(challenge, dict):
+                _stall_object(challenge, "challenge", inner)
+    return True
+
+
+def _stall_json(body: bytes, status: int, state: str) -> bytes | None:
+    """``body`` shown at the earlier ``state``, or None when there is nothing to hide."""
+    if not 200 <= status < 300:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    kind = _object_kind(data)
+    if kind is None or not _stall_object(data, kind, state):
+        return None
+    return json.dumps(data, indent=3).encode()
 
 
 def _patch_json(body: bytes, status: int, patch: Mapping[str, Any]) -> bytes | None:
@@ -1243,6 +1402,14 @@ class FaultProxy:
                 return fault
         return None
 
+    def _release(self, fault: Fault) -> None:
+        """Take back one firing of ``fault``: it turned out to have nothing to change."""
+        with self._lock:
+            for armed in self._armed:
+                if armed.fault is fault and armed.fired > 0:
+                    armed.fired -= 1
+                    return
+
     def _record(self, event: ProxyEvent) -> None:
         with self._lock:
             self._events.append(event)
@@ -1271,6 +1438,12 @@ class FaultProxy:
             conn = http.client.HTTPConnection(host, split.port, timeout=seconds)
         send_body = body if body or method in ("POST", "PUT", "PATCH") else None
         try:
+            conn.connect()
+            # CPython's http.client sets TCP_NODELAY in connect() already; set
+            # here as well so a request's head and body, which it sends in two
+            # writes, never wait for upstream's delayed ACK whatever the version.
+            with contextlib.suppress(OSError, AttributeError):
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.request(method, target, body=send_body, headers=dict(headers))
             resp = conn.getresponse()
             data = resp.read()
