@@ -450,7 +450,20 @@ def get_directory(client: AcmeClient, url: str) -> Directory:
                                         accept="application/json")
         if resp.status != 200:
             raise RequestFailed(error_observation(resp))
-        return check_directory(resp.url, resp.json())
+        if resp.content_type in ("text/html", "application/xhtml+xml") \
+                or resp.body.lstrip()[:1] == b"<":
+            # A web page where the directory should be: the wrong URL (or a portal in
+            # front of it), which no retry changes.
+            page = clean_text(resp.body[:120].decode("utf-8", "replace"), 120)
+            raise RequestFailed(c.NotADirectory(
+                f"{resp.url}: HTTP 200 with a web page ({resp.content_type or 'no type'}),"
+                f" not a JSON directory: {page}"))
+        data = resp.json()
+        if isinstance(data, dict) and not any(k in data for k in ("newNonce", "newAccount",
+                                                                 "newOrder")):
+            raise RequestFailed(c.NotADirectory(
+                f"{resp.url}: a JSON object without newNonce, newAccount or newOrder"))
+        return check_directory(resp.url, data)
 
     directory = client.retrying(Step.DIRECTORY, get)
     client.directory = directory

@@ -34,6 +34,11 @@ from acmedryrun.deadline import Party
 from acmedryrun.report import Cause, Confidence, Problem, Severity, SolverErrorKind, Step
 
 ACME_ERROR_PREFIX = "urn:ietf:params:acme:error:"
+#: The ACMEv1 namespace, still sent by Let's Encrypt's static maintenance page.
+LEGACY_PREFIX = "urn:acme:error:"
+#: Types Boulder once sent under other names (Boulder PR 6877, May 2023: invalidEmail;
+#: early drafts: dnssec) -> their RFC 8555 names.
+LEGACY_TYPES: Mapping[str, str] = {"invalidEmail": "invalidContact", "dnssec": "dns"}
 
 CLIENT = Cause.CLIENT
 STAGING = Cause.STAGING
@@ -60,8 +65,16 @@ class AcmeError:
 
     @property
     def short_type(self) -> str:
-        """The type without the ``urn:ietf:params:acme:error:`` prefix."""
-        return self.type.removeprefix(ACME_ERROR_PREFIX)
+        """The type without its namespace, legacy names mapped to RFC 8555's."""
+        short = self.type.removeprefix(ACME_ERROR_PREFIX).removeprefix(LEGACY_PREFIX)
+        return LEGACY_TYPES.get(short, short)
+
+    @property
+    def service_busy(self) -> bool:
+        """Overload shedding in front of the CA: ``rateLimited`` with HTTP 503, or whose
+        detail says "Service busy" (Let's Encrypt sent it with 429 in 2022)."""
+        return self.short_type == "rateLimited" and (
+            self.status == 503 or "service busy" in self.detail.lower())
 
     @property
     def urn(self) -> str:
@@ -171,6 +184,42 @@ class AuthorizationReused:
 
 
 @dataclass(frozen=True, slots=True)
+class ValidationFailed:
+    """The CA marked a challenge or authorization ``invalid`` (RFC 8555 section 7.5.1).
+
+    ``error`` is the challenge's (or authorization's) error object; some CAs send
+    none.  Whatever the CA's habits, an invalid validation is the subscriber's unless
+    the error itself says the CA broke (``serverInternal``).
+    """
+
+    error: AcmeError | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NotADirectory:
+    """The directory URL answered 200 with something that is not an ACME directory."""
+
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileNotOffered:
+    """The run asks for a profile the staging directory's ``meta.profiles`` does not list."""
+
+    profile: str
+    offered: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupIncomplete:
+    """A deactivation the CA did not carry out (``ignored``), or did not get to (``skipped``)."""
+
+    kind: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ProductionUrl:
     """The CA sent a request of this run towards a known production CA's host.
 
@@ -194,6 +243,10 @@ Observation: TypeAlias = (
     | AccountStatus
     | AuthorizationReused
     | ProductionUrl
+    | ValidationFailed
+    | NotADirectory
+    | ProfileNotOffered
+    | CleanupIncomplete
 )
 
 
@@ -222,9 +275,15 @@ class RequestFailed(Exception):
 class Reach(str, enum.Enum):
     """How far one read-only GET of the production twin's directory got."""
 
-    ANSWERED = "answered"  #: any HTTP response, even an error page: the network works
+    DIRECTORY = "directory"  #: a real ACME directory: the network and the trust store work
+    ANSWERED = "answered"  #: another HTTP response (an error page): the network works
+    BLOCKED = "blocked"  #: HTTP 401/403/407 without a problem document (a proxy's page?)
     TLS_VERIFY = "tls_verify"  #: TLS certificate verification failed
     UNREACHABLE = "unreachable"  #: no connection (refused, reset, timeout, DNS, TLS)
+
+
+#: HTTP statuses a TLS-intercepting or filtering proxy answers with in the CA's place.
+BLOCK_STATUSES = frozenset({401, 403, 407})
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +299,11 @@ class Context:
             not typed by the user, so a 404 there cannot be a typo.
         self_check_passed: Identifiers whose challenge response the self-check
             fetched correctly from this machine (cross-examination of a CA failure).
+        self_check_failed: Identifiers whose response the self-check found wrong or
+            could not fetch: a CA that says "invalid" without saying why agrees.
+        caa_production_account: Identifiers whose CAA records bind issuance to a
+            production account only (RFC 8657): staging's ``caa`` refusal of them is
+            an artefact of the staging run, not the subscriber's fault.
         spent: Seconds of the run each party used (who is to blame for an expiry).
     """
 
@@ -247,6 +311,8 @@ class Context:
     reference: Reach | None = None
     known_directory: bool = False
     self_check_passed: frozenset[str] = frozenset()
+    self_check_failed: frozenset[str] = frozenset()
+    caa_production_account: frozenset[str] = frozenset()
     spent: Mapping[Party, float] = field(default_factory=dict)
 
 
@@ -256,11 +322,15 @@ NO_CONTEXT = Context()
 def needs_reference(obs: Observation, ctx: Context) -> bool:
     """Whether one GET of the production twin would decide ``obs``'s blame.
 
-    Only a failure to reach staging at all (no answer this run) needs it: staging
-    that answered earlier is staging's fault whatever the twin says.
+    A failure to reach staging at all (no answer this run: staging that answered
+    earlier is staging's fault whatever the twin says), and an HTML 401/403/407 in
+    staging's place (a proxy's block page blocks production too).
     """
-    return isinstance(obs, TransportError) and not ctx.staging_answered \
-        and ctx.reference is None
+    if ctx.reference is not None:
+        return False
+    if isinstance(obs, TransportError):
+        return not ctx.staging_answered
+    return isinstance(obs, HttpError) and obs.status in BLOCK_STATUSES
 
 
 def deadline_party(spent: Mapping[Party, float]) -> Party:
@@ -295,7 +365,7 @@ def retry_kind(obs: Observation) -> RetryKind:
         if t == "serverInternal":
             return RetryKind.BACKOFF
         if t == "rateLimited":
-            return RetryKind.BACKOFF if obs.status == 503 else RetryKind.RATE_LIMIT
+            return RetryKind.BACKOFF if obs.service_busy else RetryKind.RATE_LIMIT
         if t == "compound" and obs.subproblems and all(
                 retry_kind(sub) is RetryKind.BACKOFF for sub in obs.subproblems):
             return RetryKind.BACKOFF
@@ -321,6 +391,8 @@ def retry_reason(obs: Observation) -> str:
     """A short stable label for ``report.retries[].reason``."""
     if isinstance(obs, AcmeError):
         known = obs.short_type in ACME_TYPES or obs.short_type in ("rateLimited", "compound")
+        if obs.service_busy:
+            return "service_busy"
         return obs.short_type if known else "acme_error"
     if isinstance(obs, HttpError):
         return f"http_{obs.status}"
@@ -462,6 +534,12 @@ ACME_TYPES: Mapping[str, Rule] = {
     ),
     "badRevocationReason": Rule(
         "BadRevocationReason", CLIENT, "The CA does not accept this revocation reason.",
+    ),
+    "conflict": Rule(
+        "CaConflict", STAGING,
+        "The CA reported a conflict with its own state (Boulder's 409, e.g. 'already being"
+        " validated'): it says nothing about production.",
+        LOW,
     ),
     "malformed": Rule(
         "Malformed", CLIENT,
@@ -678,16 +756,74 @@ _ACCOUNT_STATUS_UNKNOWN = Rule(
 )
 _AUTHZ_REUSED = Rule(
     "AuthorizationReused", STAGING,
-    "The CA reused a valid authorization even after it was deactivated, so this name was"
-    " not validated today; a production run may still fail validation.",
+    "The CA kept serving a valid authorization even after it was deactivated, so this"
+    " name was not validated today: staging could not test today's setup, and a"
+    " production run may still fail validation. Retry later.",
     MEDIUM,
 )
 
 _AUTHZ_INVALID = Rule(
     "AuthorizationInvalid", STAGING,
-    "The CA marked the authorization invalid without saying why.",
+    "The CA handed out an authorization that was not pending or valid before any"
+    " challenge was answered.",
     LOW,
 )
+_VALIDATION_FAILED = Rule(
+    "ValidationFailed", CLIENT,
+    "The CA marked the validation invalid (without an error acmedryrun knows): check"
+    " that the challenge response is served for this name from everywhere the CA looks"
+    " (DNS, firewall, the web server or hook).",
+    MEDIUM,
+)
+_NOT_A_DIRECTORY = Rule(
+    "NotAnAcmeDirectory", CLIENT,
+    "The URL answers, but not with an ACME directory (a JSON object with newNonce,"
+    " newAccount and newOrder, RFC 8555 section 7.1.1): check --directory.",
+)
+_PROFILE_NOT_OFFERED = Rule(
+    "ProfileNotOffered", CLIENT,
+    "The CA's directory does not list this profile (meta.profiles,"
+    " draft-ietf-acme-profiles): its newOrder would refuse it or silently issue another"
+    " kind of certificate. Request one of the listed profiles, or none.",
+)
+_CA_LOST_OBJECT = Rule(
+    "CaLostObject", STAGING,
+    "The CA answered 'not found' for a URL it handed out itself (an order, authorization,"
+    " challenge or certificate): its replicas lag or a deploy went wrong. It says nothing"
+    " about production; retry later.",
+    LOW,
+)
+_CAA_STAGING_ACCOUNT = Rule(
+    "CaaRefusedStagingAccount", STAGING,
+    "Staging refused because the CAA records bind issuance to the production account"
+    " (accounturi, RFC 8657), which a staging run cannot use: production would issue to"
+    " that account. Make sure it is the one that will order.",
+    MEDIUM,
+)
+_HTTP_BLOCKED = Rule(
+    "NetworkBlocksCa", CLIENT,
+    "An HTML 401/403/407 came back from staging and production alike: a proxy or filter"
+    " on this machine's network answers in the CA's place. Allow the CA's hosts, or run"
+    " where the network reaches them; production fails the same way.",
+)
+_HTTP_BLOCKED_STAGING = Rule(
+    "UnexpectedHttpStatus", STAGING,
+    "Staging refused with an HTTP status and no problem document, while production's"
+    " directory answered: staging is at fault.",
+)
+CLEANUP: Mapping[str, Rule] = {
+    "ignored": Rule(
+        "DeactivationIgnored", STAGING,
+        "The CA answered the deactivation but kept the authorization: the next dry run may"
+        " be served this reused authorization, which proves nothing about its day.",
+    ),
+    "skipped": Rule(
+        "DeactivationSkipped", STAGING,
+        "The run's time was up before this run's authorizations were deactivated: the next"
+        " dry run may be served them reused.",
+        LOW,
+    ),
+}
 
 
 # --------------------------------------------------------------------------- classify
@@ -727,10 +863,16 @@ def _reference_ok(kind: TransportKind, reach: Reach | None) -> bool | None:
     return reach is not Reach.UNREACHABLE
 
 
-def rule_for(obs: Observation, step: Step, ctx: Context = NO_CONTEXT) -> Rule:
+def rule_for(obs: Observation, step: Step, ctx: Context = NO_CONTEXT,
+             identifier: str | None = None) -> Rule:
     """The table row that decides ``obs`` (exposed for the table tests)."""
     if isinstance(obs, AcmeError):
-        return _acme_rule(obs)
+        if (obs.short_type == "caa" and identifier is not None
+                and identifier in ctx.caa_production_account):
+            return _CAA_STAGING_ACCOUNT
+        return _acme_rule(obs, step)
+    if isinstance(obs, ValidationFailed):
+        return _validation_rule(obs, step, ctx, identifier)
     if isinstance(obs, HttpError):
         if obs.status == 429:
             return _HTTP_RATE_LIMITED
@@ -744,6 +886,10 @@ def rule_for(obs: Observation, step: Step, ctx: Context = NO_CONTEXT) -> Rule:
             return _HTTP_REDIRECT
         if obs.status == 404 and step is Step.DIRECTORY and not ctx.known_directory:
             return _HTTP_NOT_FOUND_DIRECTORY
+        if obs.status in BLOCK_STATUSES and ctx.reference is not None:
+            if ctx.reference in (Reach.BLOCKED, Reach.UNREACHABLE, Reach.TLS_VERIFY):
+                return _HTTP_BLOCKED
+            return _HTTP_BLOCKED_STAGING
         return _HTTP_OTHER
     if isinstance(obs, TransportError):
         if ctx.staging_answered:
@@ -751,6 +897,8 @@ def rule_for(obs: Observation, step: Step, ctx: Context = NO_CONTEXT) -> Rule:
         return TRANSPORT[(obs.kind, _reference_ok(obs.kind, ctx.reference))]
     if isinstance(obs, MalformedResponse):
         return _MALFORMED
+    if isinstance(obs, NotADirectory):
+        return _MALFORMED if ctx.known_directory else _NOT_A_DIRECTORY
     if isinstance(obs, Stuck):
         return STUCK[obs.state]
     if isinstance(obs, DeadlineExceeded):
@@ -765,21 +913,60 @@ def rule_for(obs: Observation, step: Step, ctx: Context = NO_CONTEXT) -> Rule:
         return _AUTHZ_REUSED
     if isinstance(obs, ProductionUrl):
         return _PRODUCTION_URL
+    if isinstance(obs, ProfileNotOffered):
+        return _PROFILE_NOT_OFFERED
+    if isinstance(obs, CleanupIncomplete):
+        return CLEANUP.get(obs.kind, CLEANUP["skipped"])
     return _AUTHZ_INVALID
 
 
-def _acme_rule(err: AcmeError) -> Rule:
+#: Errors inside a failed validation that are the CA's own breakage, not a verdict on
+#: the subscriber's setup (Boulder: "Could not communicate with VA", "During secondary
+#: validation: Secondary validation RPC failed" are serverInternal).
+_CA_SIDE_TYPES = frozenset({"serverInternal", "badNonce", "conflict"})
+
+
+def _validation_rule(obs: ValidationFailed, step: Step, ctx: Context,
+                     identifier: str | None) -> Rule:
+    """A failed validation: the subscriber's, unless its error says the CA broke.
+
+    RFC 8555 section 7.5.1: an invalid challenge or authorization carries the client's
+    validation error.  Without an error object it is still a failed validation
+    (medium; high when this machine's self-check failed the same way).  An error of
+    a type the table does not know (acme2certifier's ``unknown``, Pebble's
+    ``malformed`` "Could not resolve URL") is a validation failure too.
+    """
+    err = obs.error
+    if err is None:
+        if identifier is not None and identifier in ctx.self_check_failed:
+            return _VALIDATION_FAILED._replace(confidence=HIGH)
+        return _VALIDATION_FAILED
+    if err.short_type in _CA_SIDE_TYPES or err.service_busy:
+        return _acme_rule(err, step)
+    rule = ACME_TYPES.get(err.short_type)
+    if rule is not None and rule.cause is CLIENT and err.short_type != "malformed":
+        return rule
+    return _VALIDATION_FAILED
+
+
+def _acme_rule(err: AcmeError, step: Step = Step.ORDER) -> Rule:
     t = err.short_type
     if t == "rateLimited":
-        return _RATE_LIMITED_STAGING if err.status == 503 else _RATE_LIMITED_CLIENT
-    if t == "compound":
-        rules = [_acme_rule(sub) for sub in err.subproblems]
+        return _RATE_LIMITED_STAGING if err.service_busy else _RATE_LIMITED_CLIENT
+    if t == "compound" or (err.subproblems and t not in ACME_TYPES):
+        # Classified by the subproblems: client if any is (Boulder puts them on
+        # rejectedIdentifier and caa too, with their own types).
+        rules = [_acme_rule(sub, step) for sub in err.subproblems]
         client = [r for r in rules if r.cause is CLIENT]
         if client:
             return client[0]
         if rules:
             return rules[0]
         return _UNKNOWN_ACME_TYPE
+    if t == "malformed" and err.status in (404, 409) and step is not Step.DIRECTORY:
+        # "No order for ID 4123" from newOrder after a botched deploy (boulder#3431),
+        # "No such authorization" from replica lag: the CA lost its own object.
+        return _CA_LOST_OBJECT
     return ACME_TYPES.get(t, _UNKNOWN_ACME_TYPE)
 
 
@@ -807,6 +994,14 @@ def _detail(obs: Observation) -> str:
         return obs.detail or f"the account's status is {obs.status!r}"
     if isinstance(obs, ProductionUrl):
         return f"not sent: {obs.url} is {obs.alias}'s production CA"
+    if isinstance(obs, ValidationFailed):
+        if obs.error is not None:
+            inner = _detail(obs.error)
+            return f"{obs.detail}: {inner}" if obs.detail else inner
+        return obs.detail or "the CA marked the validation invalid without an error"
+    if isinstance(obs, ProfileNotOffered):
+        listed = ", ".join(obs.offered) if obs.offered else "no meta.profiles at all"
+        return f"this run requests the profile {obs.profile!r}; the directory lists {listed}"
     if isinstance(obs, DeadlineExceeded):
         return obs.detail or "the run's deadline expired"
     return obs.detail
@@ -815,6 +1010,8 @@ def _detail(obs: Observation) -> str:
 def _status(obs: Observation) -> int | None:
     if isinstance(obs, AcmeError | HttpError | MalformedResponse):
         return obs.status
+    if isinstance(obs, ValidationFailed) and obs.error is not None:
+        return obs.error.status
     return None
 
 
@@ -848,18 +1045,21 @@ def classify(
     Returns:
         The problem, with ``cause``, a stable ``name``, a ``hint`` and ``confidence``.
     """
-    rule = rule_for(obs, step, context)
-    acme_type = obs.urn if isinstance(obs, AcmeError) else None
-    retry_after = obs.retry_after if isinstance(obs, AcmeError | HttpError) else None
-    help_url = obs.help_url if isinstance(obs, AcmeError) else None
+    err = obs.error if isinstance(obs, ValidationFailed) else obs
     ident = identifier
-    if isinstance(obs, AcmeError):
-        ident = _compound_identifier(obs) or identifier
+    if isinstance(err, AcmeError):
+        ident = _compound_identifier(err) or identifier
+    rule = rule_for(obs, step, context, ident)
+    acme_type = err.urn if isinstance(err, AcmeError) and err.type else None
+    retry_after = err.retry_after if isinstance(err, AcmeError | HttpError) else None
+    help_url = err.help_url if isinstance(err, AcmeError) else None
     hint = rule.hint
-    if isinstance(obs, AcmeError) and obs.short_type == "rateLimited" and retry_after:
+    if isinstance(err, AcmeError) and err.short_type == "rateLimited" and retry_after:
         hint = f"{hint} The CA asked to wait {retry_after:.0f} s."
-    if (isinstance(obs, AcmeError) and obs.short_type in VALIDATION_TYPES
-            and ident is not None and ident in context.self_check_passed):
+    if (isinstance(obs, ValidationFailed) or (
+            isinstance(err, AcmeError) and err.short_type in VALIDATION_TYPES)) \
+            and rule.cause is CLIENT and ident is not None \
+            and ident in context.self_check_passed:
         # Cross-examination: it worked from here, so only the CA's vantage points
         # meet the obstacle.
         hint = (f"{hint} The self-check from this machine reached {ident} and got the"

@@ -64,7 +64,8 @@ class Output:
         """One problem: cause, severity, name, detail, hint."""
         code = "31" if p.severity.decisive else "33"
         where = f" [{p.identifier}]" if p.identifier else ""
-        self.line(self._c(f"{p.severity.value.upper()} {p.name} ({p.cause.value}'s fault,"
+        whose = f"{p.cause.value}'s fault" if p.cause is not None else "nobody's fault"
+        self.line(self._c(f"{p.severity.value.upper()} {p.name} ({whose},"
                           f" {p.step.value}){where}", code))
         if p.detail:
             self.line(f"    {p.detail}")

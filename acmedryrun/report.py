@@ -1,4 +1,4 @@
-"""The result of a dry run: frozen records and their JSON form (``schema_version`` 1).
+"""The result of a dry run: frozen records and their JSON form (``schema_version`` 2).
 
 Everything here is data.  Nothing in this module performs I/O or raises for a
 failed run: a failure is a :class:`Problem` in :attr:`Report.problems`.
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The longest ``Problem.detail`` (what a CA sent is cut to fit, subproblems included).
+MAX_DETAIL = 2000
 
 #: The certificate key types a run can use (``key_type=``, ``--key-type``), and the
 #: names :attr:`CertificateSummary.key_type` reports.
@@ -20,7 +23,7 @@ KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
 
 
 class Cause(str, enum.Enum):
-    """Whose fault a problem is."""
+    """Whose fault a problem is (a notice that is nobody's fault has ``cause=None``)."""
 
     #: The subscriber's setup or the client's request: production fails the same way.
     CLIENT = "client"
@@ -117,7 +120,9 @@ class Problem:
 
     Attributes:
         name: A stable CamelCase name, e.g. ``ValidationConnection``.  Scripts may match on it.
-        cause: ``client`` or ``staging``.
+        cause: ``client`` or ``staging``; None for a notice that is nobody's fault (a
+            CNAME seen, the production twin not reachable from here), never on a
+            ``fatal`` or ``error`` problem.
         severity: ``fatal``/``error`` decide the verdict; ``warning``/``info`` do not.
         step: The step where it happened.
         detail: What the CA, the network or the check said.
@@ -132,7 +137,7 @@ class Problem:
     """
 
     name: str
-    cause: Cause
+    cause: Cause | None
     severity: Severity
     step: Step
     detail: str = ""
@@ -144,11 +149,21 @@ class Problem:
     retry_after: float | None = None
     help_url: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.cause is None and self.severity.decisive:
+            # A bug in acmedryrun: every failure is somebody's (exit 70, never a verdict).
+            raise ValueError(f"problem {self.name}: a {self.severity.value} problem needs a"
+                             " cause")
+        if self.retry_after is not None and not math.isfinite(self.retry_after):
+            object.__setattr__(self, "retry_after", None)
+        if len(self.detail) > MAX_DETAIL:
+            object.__setattr__(self, "detail", self.detail[:MAX_DETAIL - 3] + "...")
+
     def to_dict(self) -> dict[str, Any]:
         """The problem as JSON-ready data (CONTRACT.md's ``problems[]`` entry)."""
         return {
             "name": self.name,
-            "cause": self.cause.value,
+            "cause": self.cause.value if self.cause is not None else None,
             "severity": self.severity.value,
             "step": self.step.value,
             "identifier": self.identifier,
@@ -352,7 +367,7 @@ class Report:
             raise DryRunFailed(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as the JSON document of CONTRACT.md (``schema_version`` 1)."""
+        """The report as the JSON document of CONTRACT.md (``schema_version`` 2)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "verdict": self.verdict.value,
@@ -373,6 +388,6 @@ class Report:
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        """The report as a JSON string."""
-        return json.dumps(self.to_dict(), indent=indent)
+        """The report as a JSON string (never NaN or Infinity: RFC 8259 has neither)."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 

@@ -18,7 +18,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from acmedryrun import acme_steps as acme
 from acmedryrun import certs, directories
@@ -65,6 +65,11 @@ STEPS = (Step.PREFLIGHT, Step.DIRECTORY, Step.NONCE, Step.ACCOUNT, Step.ORDER,
 POLL_FIRST = 0.01
 POLL_FACTOR = 1.5
 POLL_CAP = 5.0
+#: While the order stays pending, the answered authorizations are read too: first after
+#: this many seconds, then twice as far apart, up to the cap (RFC 8555 section 7.5.1:
+#: some CAs decide in the authorization and leave the order pending).
+AUTHZ_CHECK_FIRST = 1.0
+AUTHZ_CHECK_CAP = 8.0
 
 
 class ProductionRefused(UsageError):
@@ -119,6 +124,8 @@ class Run:
         self.run_authzs: list[Url] = []
         self.prepared: list[Challenge] = []
         self.self_check_passed: frozenset[str] = frozenset()
+        self.self_check_failed: frozenset[str] = frozenset()
+        self.caa_production_account: frozenset[str] = frozenset()
         self.twin = ProductionTwin(plan.target.reference_url)
         self.comparison = compare.TwinComparison()
         self._reach: c.Reach | None = None
@@ -170,6 +177,8 @@ class Run:
             reference=self._reach,
             known_directory=self.plan.target.known is not None,
             self_check_passed=self.self_check_passed,
+            self_check_failed=self.self_check_failed,
+            caa_production_account=self.caa_production_account,
             spent=self.deadline.spent,
         )
         if obs is not None and c.needs_reference(obs, ctx) and self.plan.target.reference_url:
@@ -257,7 +266,15 @@ class Run:
         return directory
 
     def production_checks(self, directory: acme.Directory) -> None:
-        """CAA against the directory's identities, then the production twin (GETs only)."""
+        """The directory's own meta, CAA against its identities, then the production twin.
+
+        What the run asks for and the staging directory does not offer (a profile) is
+        the client's: staging's newOrder would refuse it or silently ignore it.
+        """
+        profile = self.plan.profile
+        if profile is not None and profile not in directory.profiles:
+            raise self.fail(c.ProfileNotOffered(profile, tuple(sorted(directory.profiles))),
+                            Step.DIRECTORY)
         if self.preflight is not None:
             self.caa = self.preflight.judge_caa(self.names, directory.meta,
                                                 challenge_type=self.plan.solver.challenge_type)
@@ -311,6 +328,8 @@ class Run:
         for problem in accounturi_problems(self.caa, staging_account_url=self.account_url,
                                            production_url=self.plan.target.reference_url):
             self.add(problem)
+            if problem.name == "CaaAccountUriProductionOnly" and problem.identifier:
+                self.caa_production_account |= {problem.identifier}
 
     def place_order(self) -> list[acme.Authorization]:
         """Order, and make sure every authorization needs validating today.
@@ -331,19 +350,24 @@ class Run:
                 authzs = [acme.get_authorization(client, u) for u in self.order.authorizations]
                 for a in authzs:
                     if a.status == "valid":
+                        # Not validated today: staging could not test this name's setup.
                         self.add(c.classify(
                             c.AuthorizationReused("the CA reused a valid authorization even"
                                                   " after it was deactivated"),
                             step=Step.AUTHORIZATION, identifier=a.domain,
-                            severity=Severity.WARNING))
+                            severity=Severity.ERROR))
             self.run_authzs = [a.url for a in authzs]
         return authzs
 
     def validate(self, authzs: Sequence[acme.Authorization]) -> None:
         """Answer every pending challenge at once, then wait for the CA's decision."""
         for a in authzs:
+            if a.status == "invalid":
+                raise self.fail(c.ValidationFailed(_error_of(a), f"{a.domain}: the"
+                                " authorization was invalid before any challenge"),
+                                Step.AUTHORIZATION, a.domain)
             if a.status not in ("pending", "valid"):
-                raise self.fail(a.failure() if a.status == "invalid" else c.AuthorizationInvalid(
+                raise self.fail(c.AuthorizationInvalid(
                     f"authorization for {a.domain} is {a.status} before any challenge"),
                     Step.AUTHORIZATION, a.domain)
         pending = [a for a in authzs if a.status == "pending"]
@@ -358,42 +382,121 @@ class Run:
             if self.preflight is not None:
                 checked = self.preflight.self_check([ch for _, ch in challenges])
                 self.self_check_passed = checked.passed
+                self.self_check_failed = frozenset(
+                    p.identifier for p in checked.problems if p.identifier)
                 for problem in checked.problems:
                     self.add(problem)
+            answered = []
             for a, ch in challenges:
                 ref = next(r for r in a.challenges if r.url.text == ch.url)
-                acme.answer_challenge(self._client(), ref)
-            self.await_validation([a for a, _ in challenges])
+                # Some CAs validate in the POST itself and answer valid or invalid there.
+                answer = acme.answer_challenge(self._client(), ref)
+                if answer.status == "invalid":
+                    self._invalid(a, answer)
+                answered.append((a, answer))
+            self.await_validation(answered)
 
-    def await_validation(self, answered: Sequence[acme.Authorization]) -> None:
-        """Poll the order, not each authorization, until the CA has decided.
+    def _invalid(self, authz: acme.Authorization,
+                 challenge: acme.ChallengeRef | None) -> NoReturn:
+        """A validation the CA marked invalid: the error, read from the authorization if
+        the challenge does not carry one (RFC 8555 section 7.5.1)."""
+        error = challenge.error if challenge is not None else None
+        if error is None:
+            current = acme.get_authorization(self._client(), authz.url, step=Step.CHALLENGE)
+            error = _error_of(current)
+        kind = challenge.type if challenge is not None else "challenge"
+        raise self.fail(c.ValidationFailed(error, f"{authz.domain}: the CA marked the {kind}"
+                                           " validation invalid"), Step.CHALLENGE, authz.domain)
+
+    def await_validation(self, answered: Sequence[tuple[acme.Authorization,
+                                                        acme.ChallengeRef]]) -> None:
+        """Poll the order until the CA has decided; read the authorizations when it lingers.
 
         RFC 8555 section 7.1.6: the order turns ``ready`` once every authorization
-        is valid and ``invalid`` once one fails, so one request per round covers
-        them all.  Only a failed order needs its authorizations read, to learn which
-        name failed and why.
+        is valid and ``invalid`` once one fails, so one request per round covers them
+        all.  Not every CA moves the order (acme2certifier leaves it pending with an
+        invalid authorization; step-ca keeps the challenge pending with an error), so
+        while it stays pending the answered authorizations are read now and then
+        (:data:`AUTHZ_CHECK_FIRST`): an invalid one is its challenge's error; a
+        challenge back at pending after a failed attempt gets one more POST.  Only a
+        pending state with nothing invalid, at the deadline, is staging's.
         """
         client, order = self._client(), self._order()
-        names = ", ".join(a.domain for a in answered)
+        names = ", ".join(a.domain for a, _ in answered)
+        started = time.monotonic()
+        check_at, check_every = started + AUTHZ_CHECK_FIRST, AUTHZ_CHECK_FIRST
+        seen_errors: dict[str, c.AcmeError] = {}
+        left_pending = {r.url.text for _, r in answered if r.status != "pending"}
+        reposted: set[str] = set()
+        done: set[str] = set()
+
+        def check_authorizations() -> None:
+            for authz, ref in answered:
+                if authz.url.text in done:
+                    continue
+                current = acme.get_authorization(client, authz.url, step=Step.CHALLENGE,
+                                                 poll=True)
+                mine = next((ch for ch in current.challenges if ch.url.text == ref.url.text),
+                            None)
+                if current.status == "valid":
+                    done.add(authz.url.text)
+                elif current.status == "invalid" or (mine is not None
+                                                     and mine.status == "invalid"):
+                    self._invalid(current, mine)
+                elif current.status != "pending":
+                    raise self.fail(c.AuthorizationInvalid(
+                        f"authorization for {current.domain} became {current.status} while"
+                        " it was being validated"), Step.CHALLENGE, current.domain)
+                elif mine is not None:
+                    if mine.error is not None:
+                        seen_errors[current.domain] = mine.error
+                    if mine.status != "pending":
+                        left_pending.add(mine.url.text)
+                    elif (mine.error is not None or mine.url.text in left_pending) \
+                            and mine.url.text not in reposted:
+                        # Back at pending after a failed attempt: POSTed once more.
+                        reposted.add(mine.url.text)
+                        try:
+                            again = acme.answer_challenge(client, mine)
+                        except RequestFailed:
+                            continue  # 409 "already being validated", 400 "not pending"
+                        if again.status == "invalid":
+                            self._invalid(current, again)
 
         def poll_round() -> bool:
-            nonlocal order
+            nonlocal order, check_at, check_every
             order = acme.get_order(client, order.url, step=Step.CHALLENGE, poll=True)
-            return order.status != "pending"
+            if order.status != "pending":
+                return True
+            if time.monotonic() >= check_at:
+                check_authorizations()
+                check_every = min(AUTHZ_CHECK_CAP, check_every * 2)
+                check_at = time.monotonic() + check_every
+            return len(done) == len(answered)
 
-        self._poll(poll_round, Step.CHALLENGE, lambda: c.Stuck(
-            c.StuckState.AUTHORIZATION_PENDING,
-            f"the order stayed pending: the CA did not finish validating {names} before the"
-            " deadline"), answered[0].domain if len(answered) == 1 else None)
+        def stuck() -> c.Observation:
+            if seen_errors:
+                domain, error = next(iter(seen_errors.items()))
+                return c.ValidationFailed(error, f"{domain}: the CA's validation failed and"
+                                          " it did not decide before the deadline")
+            return c.Stuck(c.StuckState.AUTHORIZATION_PENDING,
+                           f"the order stayed pending: the CA did not finish validating"
+                           f" {names} before the deadline")
+
+        single = answered[0][0].domain if len(answered) == 1 else None
+        self._poll(poll_round, Step.CHALLENGE, stuck, single)
         self.order = order
         if order.status != "invalid":
             return
-        for authz in answered:
+        for authz, ref in answered:
             current = acme.get_authorization(client, authz.url, step=Step.CHALLENGE)
             if current.status not in ("valid", "pending"):
-                raise self.fail(current.failure(), Step.CHALLENGE, current.domain)
-        raise self.fail(order.error or c.AuthorizationInvalid("the order became invalid"),
-                        Step.CHALLENGE)
+                mine = next((ch for ch in current.challenges if ch.url.text == ref.url.text),
+                            None)
+                self._invalid(current, mine)
+        raise self.fail(c.ValidationFailed(order.error, "the order became invalid")
+                        if order.error is not None
+                        else c.AuthorizationInvalid("the order became invalid"), Step.CHALLENGE)
 
     def issue(self) -> None:
         """Finalize with the CSR, wait for the certificate, download and check it."""
@@ -444,17 +547,35 @@ class Run:
                            else c.SolverError(SolverErrorKind.OTHER, acme_describe(exc)))
                     self.add(c.classify(obs, step=Step.CLEANUP, identifier=ch.domain,
                                         severity=Severity.WARNING))
-            for url in self.run_authzs:
+            for i, url in enumerate(self.run_authzs):
                 if self.deadline.expired or self.client is None:
+                    # The CA cannot be asked any more: say so, and which were left.
+                    left = self.run_authzs[i:]
+                    if outcome.status is StepStatus.OK:
+                        outcome.status = StepStatus.SKIPPED
+                    if not self.deadline.cancelled:
+                        self.add(c.classify(c.CleanupIncomplete("skipped", (
+                            f"{len(left)} authorization(s) not deactivated: the run's"
+                            f" deadline had passed ({', '.join(u.text for u in left[:3])}"
+                            f"{', ...' if len(left) > 3 else ''})")),
+                            step=Step.CLEANUP, severity=Severity.WARNING))
                     break
                 try:
-                    acme.deactivate(self.client, url, Step.CLEANUP)
+                    authz = acme.deactivate(self.client, url, Step.CLEANUP)
                 except RequestFailed as exc:
                     if isinstance(exc.obs, c.AcmeError) and exc.obs.short_type == "malformed":
                         continue  # already invalid or deactivated: nothing to undo
                     outcome.status = StepStatus.FAILED
                     self.add(c.classify(exc.obs, step=Step.CLEANUP, severity=Severity.WARNING,
                                         context=self.context()))
+                    continue
+                if authz.status != "deactivated":
+                    # RFC 8555 section 7.5.2: the answer is the authorization, deactivated.
+                    outcome.status = StepStatus.FAILED
+                    self.add(c.classify(c.CleanupIncomplete("ignored", (
+                        f"the CA answered the deactivation of {authz.domain} with status"
+                        f" {authz.status!r}, not 'deactivated'")), step=Step.CLEANUP,
+                        identifier=authz.domain, severity=Severity.WARNING))
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -521,7 +642,7 @@ class Run:
             raise self.fail(failure, Step.CHALLENGE, ch.domain)
 
     def _poll(self, poll_round: Callable[[], bool], step: Step,
-              stuck: Callable[[], c.Stuck], identifier: str | None) -> None:
+              stuck: Callable[[], c.Observation], identifier: str | None) -> None:
         """Repeat ``poll_round`` until it returns True: adaptive, polite, deadline-bound.
 
         The first poll comes after :data:`POLL_FIRST`; intervals grow by
@@ -627,3 +748,9 @@ def execute(plan: Plan, on_event: Callable[[Event], None],
             deadline: Deadline) -> Report:
     """Run ``plan`` to its report (see :class:`Run`)."""
     return Run(plan, on_event, deadline).run()
+
+
+def _error_of(authz: acme.Authorization) -> c.AcmeError | None:
+    """The error an invalid authorization carries: its challenges', else its own."""
+    failure = authz.failure()
+    return failure if isinstance(failure, c.AcmeError) else None

@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 import acmedryrun
 from acmedryrun import Cause, UsageError, Verdict
-from acmedryrun.testing import FaultProxy, LocalPebble, parse_fault
+from acmedryrun.testing import Fault, FaultProxy, LocalPebble, parse_fault
 
 EAB_KID = "kid-1"
 EAB_KEY = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
@@ -176,8 +176,10 @@ def test_wildcard_with_http01_is_client_error_without_contacting_the_ca(prefligh
 def test_unknown_profile_answered_with_invalid_profile_is_client_error(
     pebble: LocalPebble, unique_name: str
 ) -> None:
-    """Pebble 2.4.0 has no profiles; the proxy answers newOrder as a CA with profiles would."""
+    """Pebble 2.4.0 has no profiles: the proxy lists one in meta and answers newOrder as a
+    CA with profiles does when it refuses it."""
     with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle, faults=[
+            Fault("directory", "patch", patch={"meta": {"profiles": {"nonexistent": "x"}}}),
             parse_fault("order:status:400,type=invalidProfile,detail=unknown profile")]) as px:
         report = acmedryrun.dry_run(
             [unique_name], directory=px.directory_url, ca_bundle=px.ca_bundle,
@@ -186,6 +188,27 @@ def test_unknown_profile_answered_with_invalid_profile_is_client_error(
             dns_resolver=pebble.dns_resolver, profile="nonexistent", timeout=10)
     assert report.verdict is Verdict.CLIENT_ERROR
     assert fatal(report).name == "InvalidProfile"
+
+
+def test_a_profile_the_staging_directory_does_not_list_is_a_client_error_before_any_order(
+    pebble: LocalPebble, unique_name: str
+) -> None:
+    """Asked for a profile staging's meta.profiles does not list: client_error, no order
+    created (the CA would refuse it, or silently issue something else)."""
+    with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle, faults=[
+            Fault("directory", "patch", patch={"meta": {"profiles": {"classic": "x"}}})]) as px:
+        report = acmedryrun.dry_run(
+            [unique_name], directory=px.directory_url, ca_bundle=px.ca_bundle,
+            solver=acmedryrun.solvers.HTTP01Standalone(port=pebble.http_port,
+                                                       address="127.0.0.1"),
+            dns_resolver=pebble.dns_resolver, profile="shortlived", timeout=10)
+        orders = px.hits("order")
+    problem = fatal(report)
+    assert (report.verdict, problem.name, problem.cause) == (
+        Verdict.CLIENT_ERROR, "ProfileNotOffered", Cause.CLIENT)
+    assert "'shortlived'" in problem.detail
+    assert "classic" in problem.detail
+    assert orders == 0
 
 
 def test_a_broken_key_given_as_text_is_a_usage_error_that_never_echoes_it() -> None:

@@ -31,7 +31,7 @@ def test_check_success_exits_0_with_the_contracts_json(
     assert proc.returncode == 0, proc.stderr
     report = report_json(proc)
     assert set(report) >= REPORT_KEYS
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     assert report["verdict"] == "likely_success"
     assert report["prod_likely_to_succeed"] is True
     assert report["identifiers"] == [unique_name]

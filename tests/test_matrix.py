@@ -12,9 +12,8 @@ Client faults run with ``preflight=False`` so the verdict comes from the CA's
 answer, not from this machine's own self-check, and must arrive within seconds of
 that answer (``FAST``), far inside the run's ``timeout``.
 
-Cases that fail on today's code because of acmedryrun bugs are
-``xfail(strict=True)`` with the observed wrong result as the reason: flip them when
-the bug is fixed (a strict xfail that passes fails the suite).
+``both(a2c=[...], pebble=[...])`` takes marks for either CA, for a case one of them
+cannot run (none today).
 """
 
 from __future__ import annotations
@@ -55,19 +54,6 @@ TIMEOUT = 8.0
 FAST = 3.0
 
 _serial = itertools.count(1)
-
-# acme2certifier's challenge POST answers {"status": "invalid"} (no "error"), the
-# authorization turns invalid, the order stays "pending"; acmedryrun polls only the
-# order, so it waits out the whole deadline and blames staging.
-A2C_INVALID_CHALLENGE_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="acmedryrun ignores the challenge POST's status 'invalid' and the invalid "
-           "authorization, polls the still-pending order until the deadline and reports "
-           "staging_unstable (AuthorizationStuckPending, 'the order stayed pending: the CA "
-           "did not finish validating NAME before the deadline') after the whole timeout",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -243,7 +229,7 @@ def test_account_is_reused(ca: Target, name: str, tmp_path: Path) -> None:
 # ------------------------------------------------------------------- client faults
 
 
-@both(a2c=[A2C_INVALID_CHALLENGE_BUG])
+@both()
 def test_dead_address_is_client_error(ca: Target, name: str) -> None:
     """The name points at an address where nothing listens: the CA cannot connect."""
     ca.add_a(name, [unused_loopback_address(ca.http_port)])
@@ -251,7 +237,7 @@ def test_dead_address_is_client_error(ca: Target, name: str) -> None:
     client_fault(report, name)
 
 
-@both(a2c=[A2C_INVALID_CHALLENGE_BUG])
+@both()
 def test_wrong_key_authorization_is_client_error(ca: Target, name: str) -> None:
     """The web server answers http-01 with another key's authorization."""
     solver = WrongKeyAuthorization(port=ca.http_port, address=ca.http_address)
@@ -259,11 +245,7 @@ def test_wrong_key_authorization_is_client_error(ca: Target, name: str) -> None:
     client_fault(report, name)
 
 
-@both(a2c=[pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="staging_unstable (AuthorizationStuckPending) after the whole timeout, although "
-           "the run's own self-check saw the wrong content (SelfCheckWrongContent, a "
-           "client warning): the challenge POST's status 'invalid' is ignored")])
+@both()
 def test_wrong_key_authorization_with_preflight_is_prompt(ca: Target, name: str) -> None:
     """As above, with the default preflight: its self-check sees the wrong content too,
     the CA's refusal still ends the run at once, and the two agreeing make it certain
@@ -274,7 +256,7 @@ def test_wrong_key_authorization_with_preflight_is_prompt(ca: Target, name: str)
     assert all(p.confidence is Confidence.HIGH for p in report.problems if p.severity.decisive)
 
 
-@both(a2c=[A2C_INVALID_CHALLENGE_BUG])
+@both()
 def test_missing_txt_is_client_error(ca: Target, name: str) -> None:
     """A DNS hook that claims success but publishes no TXT record."""
     report = ca.run([name], solver=DNS01Callback(_no_txt, _no_txt), preflight=False,

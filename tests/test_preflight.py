@@ -122,9 +122,14 @@ IDENTIFIER_RULES: list[tuple[list[str], str, directories.KnownDirectory | None, 
     (["192.0.2.1"], "dns-01", None, ["IpNeedsHttpOrTlsAlpn"]),
     (["192.0.2.1", "2001:db8::1"], "http-01", None, []),
     (["example.com", "EXAMPLE.com"], "http-01", None, ["DuplicateName"]),
-    (["bücher.example", "xn--bcher-kva.example"], "http-01", None, ["DuplicateName"]),
-    # CA policy: only for a known CA, never for an unknown URL such as a Pebble.
-    (["example.local"], "http-01", None, []),
+    (["bücher.example", "xn--bcher-kva.example"], "http-01", None,
+     ["InternalName", "DuplicateName"]),
+    # Public CAs' policy: fatal for a known CA, a warning for an unknown URL (a private
+    # CA may issue such names); the rest of a CA's policy only for a known CA.
+    (["example.local"], "http-01", None, ["InternalName"]),
+    (["intranet"], "http-01", None, ["NotFullyQualified"]),
+    (["intranet"], "http-01", LE, ["NotFullyQualified"]),
+    (["co.uk"], "http-01", None, ["PublicSuffix"]),
     (["example.local"], "http-01", LE, ["InternalName"]),
     (["printer.home.arpa"], "http-01", LE, ["InternalName"]),
     (["www.example.test"], "http-01", LE, ["InternalName"]),
@@ -154,12 +159,16 @@ def test_identifier_rules_name_each_broken_rule(
                               supports_wildcard=ctype == "dns-01",
                               supports_ip=ctype != "dns-01", known=known)
     assert names(found) == expected
+    public = {"NotFullyQualified", "InternalName", "PublicSuffix"}
     for p in found:
         assert (p.cause, p.step) == (Cause.CLIENT, Step.PREFLIGHT)
         assert p.detail
         assert p.hint
-        warning = p.name in ("DuplicateName", "ProviderSuffix")
+        warning = p.name in ("DuplicateName", "ProviderSuffix") or (
+            known is None and p.name in public)
         assert p.severity is (Severity.WARNING if warning else Severity.FATAL)
+        if known is None and p.name in public:
+            assert "An internal CA may issue it" in p.hint
 
 
 def test_unicode_names_are_sent_as_idna_2008_a_labels() -> None:
@@ -346,7 +355,8 @@ def test_dns_lookups_for_http01(tiny: TinyDns, name: str, expected: list[str],
 def test_dns01_needs_no_address_only_a_zone(tiny: TinyDns) -> None:
     c = checks(tiny.address)
     assert before(c, "txt-only.example.com", "new.example.com", ctype="dns-01") == []
-    [p] = before(checks(tiny.address), "www.not-registered.invalid", ctype="dns-01")
+    internal, p = before(checks(tiny.address), "www.not-registered.invalid", ctype="dns-01")
+    assert (internal.name, internal.severity) == ("InternalName", Severity.WARNING)
     assert p.name == "DnsZoneMissing"
     assert p.severity is Severity.FATAL
     assert "the root" in p.detail

@@ -97,7 +97,7 @@ def test_stripped_replay_nonce_costs_one_new_nonce(upstream: LocalPebble) -> Non
         ("order:status:503", "ServerInternal"),
         ("finalize:status:500,type=serverInternal", "ServerInternal"),
         ("authz:not_json", "MalformedResponse"),
-        ("order_poll:patch,status=pending", "AuthorizationStuckPending"),
+        ("authz:stall:pending;order_poll:stall:pending", "AuthorizationStuckPending"),
         ("order_poll:patch,status=processing", "OrderStuckProcessing"),
         ("order:html:504", "ServerUnavailable"),
         ("*:status:400,type=badNonce", "BadNonceStorm"),
@@ -108,8 +108,8 @@ def test_persistent_staging_fault_is_staging_unstable_within_the_deadline(
     upstream: LocalPebble, spec: str, name: str
 ) -> None:
     timeout = 3.0
-    report, _, wall = through_proxy(upstream, [f"p-{abs(hash(spec))}.example.com"], spec,
-                                    timeout=timeout)
+    report, _, wall = through_proxy(upstream, [f"p-{abs(hash(spec))}.example.com"],
+                                    *spec.split(";"), timeout=timeout)
     assert report.verdict is Verdict.STAGING_UNSTABLE, report.problems
     assert report.exit_code == 2
     assert report.prod_likely_to_succeed is None

@@ -128,7 +128,7 @@ def test_schema_enums_are_exactly_the_python_enums() -> None:
     assert top["verdict"]["enum"] == [v.value for v in Verdict]
     assert defs["confidence"]["enum"] == [c.value for c in Confidence]
     assert defs["step"]["enum"] == [s.value for s in Step]
-    assert problem["cause"]["enum"] == [c.value for c in Cause]
+    assert problem["cause"]["enum"] == [*(c.value for c in Cause), None]
     assert problem["severity"]["enum"] == [s.value for s in Severity]
     assert defs["step_result"]["properties"]["status"]["enum"] == [s.value for s in StepStatus]
 
@@ -200,9 +200,11 @@ MUTATIONS: dict[str, Callable[[Doc], None]] = {
     "step not an enum value": _set("steps.0.step", "validation"),
     "step status not an enum value": _set("steps.0.status", "error"),
     # wrong types and ranges
-    "schema_version 2": _set("schema_version", 2),
+    "schema_version 1 (the old shape)": _set("schema_version", 1),
     "schema_version true (JSON true is not 1)": _set("schema_version", True),
-    "schema_version as a string": _set("schema_version", "1"),
+    "a fatal problem that is nobody's fault": _set("problems.0.cause", None),
+    "a detail longer than the bound": _set("problems.0.detail", "x" * 2001),
+    "schema_version as a string": _set("schema_version", "2"),
     "prod_likely_to_succeed as a string": _set("prod_likely_to_succeed", "yes"),
     "identifiers a string, not an array": _set("identifiers", "example.com"),
     "identifier entry a number": _set("identifiers.0", 1),
@@ -252,11 +254,12 @@ def test_every_violation_is_listed_with_its_json_path() -> None:
     doc["extra"] = 1
     with pytest.raises(ReportSchemaError) as caught:
         validate_report(doc)
+    # The bad cause breaks the enum and the "fatal/error need a cause" rule alike.
     assert sorted(v.split(":")[0] for v in caught.value.violations) == [
-        "$", "$.problems[0].cause", "$.steps[1]", "$.verdict"]
+        "$", "$.problems[0].cause", "$.problems[0].cause", "$.steps[1]", "$.verdict"]
     assert "'duration_s' is a required property" in str(caught.value)
-    assert "'server' is not one of ['client', 'staging']" in str(caught.value)
-    assert len(reference_errors(doc)) == 4
+    assert "'server' is not one of ['client', 'staging', None]" in str(caught.value)
+    assert len(reference_errors(doc)) == 5
 
 
 def test_a_non_object_report_is_rejected() -> None:

@@ -136,12 +136,12 @@ _ROWS = [
         directory(meta=PROFILES_BOTH), directory(),
         UsedFeatures(challenge_type=HTTP01, profile="classic"),
         {("ProfileNotInProduction", Cause.CLIENT, Severity.ERROR),
-         ("StagingOnlyFeature", Cause.STAGING, Severity.INFO)},
+         ("StagingOnlyFeature", None, Severity.INFO)},
         ("profile:classic", "profile:shortlived"), (), id="production-without-profiles"),
     pytest.param(
         directory(meta=PROFILES_BOTH, renewalInfo="ari"), directory(meta=PROFILES_CLASSIC),
         UsedFeatures(challenge_type=HTTP01),
-        {("StagingOnlyFeature", Cause.STAGING, Severity.INFO)},
+        {("StagingOnlyFeature", None, Severity.INFO)},
         ("endpoint:renewalInfo", "profile:shortlived"), (), id="staging-only-unused-is-info"),
     pytest.param(
         directory(renewalInfo="ari"), directory(),
@@ -151,7 +151,7 @@ _ROWS = [
     pytest.param(
         directory(), directory(renewalInfo="ari", meta=PROFILES_CLASSIC),
         UsedFeatures(challenge_type=HTTP01),
-        {("ProductionOnlyFeature", Cause.STAGING, Severity.INFO)},
+        {("ProductionOnlyFeature", None, Severity.INFO)},
         (), ("endpoint:renewalInfo", "profile:classic"), id="production-only-is-info"),
     pytest.param(
         directory(), directory(meta={"externalAccountRequired": True}),
@@ -161,12 +161,12 @@ _ROWS = [
     pytest.param(
         directory(), directory(meta={"externalAccountRequired": True}),
         UsedFeatures(challenge_type=HTTP01, eab=True),
-        {("ProductionEabCredentials", Cause.STAGING, Severity.INFO)},
+        {("ProductionEabCredentials", None, Severity.INFO)},
         (), ("meta.externalAccountRequired",), id="eab-in-production-run-with-eab"),
     pytest.param(
         directory(meta={"externalAccountRequired": True}), directory(),
         UsedFeatures(challenge_type=HTTP01, eab=True),
-        {("StagingOnlyFeature", Cause.STAGING, Severity.INFO)},
+        {("StagingOnlyFeature", None, Severity.INFO)},
         ("meta.externalAccountRequired",), (), id="eab-only-in-staging"),
     pytest.param(
         directory(meta={"caaIdentities": ["staging.ca.test"]}),
@@ -183,7 +183,7 @@ _ROWS = [
         directory(meta={"termsOfService": "https://ca.test/tos-2"}),
         directory(meta={"termsOfService": "https://ca.test/tos-1"}),
         UsedFeatures(challenge_type=HTTP01),
-        {("TermsOfServiceDiffer", Cause.STAGING, Severity.INFO)}, (), (), id="tos-differ"),
+        {("TermsOfServiceDiffer", None, Severity.INFO)}, (), (), id="tos-differ"),
     pytest.param(
         LE_STAGING, LE_PRODUCTION, UsedFeatures(challenge_type=HTTP01, profile="tlsserver"),
         set(), (), (), id="letsencrypt-random-directory-entries-ignored"),
@@ -386,7 +386,7 @@ def test_caa_accounturi_warning(uris: list[str | None], staging_account: str | N
     assert (None if problem is None else (problem.name, problem.severity)) == expected
     if problem is not None:
         assert problem.identifier == "example.com"
-        assert problem.cause is (Cause.CLIENT if problem.severity.decisive else Cause.STAGING)
+        assert problem.cause is (Cause.CLIENT if problem.severity.decisive else None)
 
 
 # ------------------------------------------------------------------------ ARI (pure)
@@ -613,7 +613,7 @@ def test_reference_that_is_not_an_acme_directory_gets_a_warning_naming_it(
     assert result.kind is kind
     problem = twin.twin_unavailable_problem(url, result)
     assert (problem.name, problem.cause, problem.severity) == (
-        "ProductionTwinUnavailable", Cause.STAGING, Severity.WARNING)
+        "ProductionTwinUnavailable", None, Severity.WARNING)
     assert url in problem.detail
     assert "the production twin could not be compared" in problem.detail
     assert decide([problem]).verdict is Verdict.LIKELY_SUCCESS

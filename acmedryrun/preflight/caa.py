@@ -239,7 +239,7 @@ def caa_accounturi_warning(identifier: str, accounturis: Sequence[str | None], *
         return None
     if on_production:
         return Problem(
-            name="CaaAccountUriProductionOnly", cause=Cause.STAGING, severity=Severity.WARNING,
+            name="CaaAccountUriProductionOnly", cause=None, severity=Severity.WARNING,
             step=Step.PREFLIGHT, identifier=identifier, confidence=Confidence.MEDIUM,
             detail=f"the CAA records of {identifier} bind issuance to"
             f" {', '.join(on_production)}, a production account the staging run could not"

@@ -79,7 +79,9 @@ def parse_identifier(raw: str) -> Identifier:
 
 def _problem(name: str, ident: str | None, detail: str, hint: str,
              severity: Severity = Severity.FATAL) -> Problem:
-    return Problem(name=name, cause=Cause.CLIENT, severity=severity, step=Step.PREFLIGHT,
+    """A preflight finding: the subscriber's, except an ``info`` notice (nobody's fault)."""
+    cause = None if severity is Severity.INFO else Cause.CLIENT
+    return Problem(name=name, cause=cause, severity=severity, step=Step.PREFLIGHT,
                    detail=detail, hint=hint, identifier=ident)
 
 
@@ -110,9 +112,6 @@ def check_syntax(ident: Identifier) -> list[Problem]:
         return [_problem("NameTooLong", name, f"{name!r} is {len(name)} octets long",
                          f"A DNS name is at most {MAX_NAME} octets.")]
     labels = base.split(".")
-    if len(labels) < 2:
-        return [_problem("NotFullyQualified", name, f"{name!r} has a single label",
-                         "Use a fully qualified domain name such as example.com.")]
     for label in labels:
         if not _LABEL.match(label):
             return [_problem("InvalidName", name, f"{name!r}: label {label!r} is not a valid"
@@ -132,8 +131,41 @@ def check_syntax(ident: Identifier) -> list[Problem]:
     return []
 
 
+def public_policy(ident: Identifier, known: KnownDirectory | None) -> list[Problem]:
+    """What every public CA refuses: single-label names, internal TLDs, public suffixes.
+
+    For a known public CA these are fatal (production refuses them).  An unknown
+    directory may be a private CA that issues such names, so there they are warnings.
+    """
+    if ident.type == "ip":
+        return []
+    value, base = ident.value, ident.base
+    ca = CA_NAMES.get(known.ca, known.ca) if known is not None else "A public CA"
+    severity = Severity.FATAL if known is not None else Severity.WARNING
+    private = "" if known is not None else (
+        " An internal CA may issue it; a public CA (and so its production) refuses it.")
+    labels = base.split(".")
+    if len(labels) < 2:
+        return [_problem("NotFullyQualified", value, f"{value!r} has a single label",
+                         "Use a fully qualified domain name such as example.com."
+                         + private, severity)]
+    if labels[-1] in INTERNAL_TLDS or ".".join(labels[-2:]) in INTERNAL_TLDS:
+        return [_problem("InternalName", value, f"{value} is under a reserved or internal TLD",
+                         f"{ca} issues only for names under public TLDs: use a"
+                         " public name." + private, severity)]
+    if psl.is_icann_suffix(base):
+        return [_problem("PublicSuffix", value, f"{base} is a public suffix (like a TLD):"
+                         " nobody can own it", "Order a name under it, e.g. example."
+                         f"{base}." + private, severity)]
+    if psl.is_private_suffix(base):
+        return [_problem("ProviderSuffix", value, f"{base} is a hosting provider's public"
+                         " suffix", f"Only the provider can validate {base} itself: order"
+                         f" your own name under it (yours.{base}).", Severity.WARNING)]
+    return []
+
+
 def _ca_policy(ident: Identifier, known: KnownDirectory) -> list[Problem]:
-    """What the known CA refuses (Boulder's policy/pa.go for Let's Encrypt)."""
+    """What the known CA refuses besides :func:`public_policy` (Boulder's policy/pa.go)."""
     value = ident.value
     ca = CA_NAMES.get(known.ca, known.ca)
     if ident.type == "ip":
@@ -144,20 +176,7 @@ def _ca_policy(ident: Identifier, known: KnownDirectory) -> list[Problem]:
             return [_problem("IpReserved", value, f"{value} is a private or reserved address",
                              f"{ca} issues only for public IP addresses.")]
         return []
-    base = ident.base
-    labels = base.split(".")
-    if labels[-1] in INTERNAL_TLDS or ".".join(labels[-2:]) in INTERNAL_TLDS:
-        return [_problem("InternalName", value, f"{value} is under a reserved or internal TLD",
-                         f"{ca} issues only for names under public TLDs: use a"
-                         " public name.")]
-    if psl.is_icann_suffix(base):
-        return [_problem("PublicSuffix", value, f"{base} is a public suffix (like a TLD):"
-                         " nobody can own it", "Order a name under it, e.g. example."
-                         f"{base}.")]
-    if psl.is_private_suffix(base):
-        return [_problem("ProviderSuffix", value, f"{base} is a hosting provider's public"
-                         " suffix", f"Only the provider can validate {base} itself: order"
-                         f" your own name under it (yours.{base}).", Severity.WARNING)]
+    labels = ident.base.split(".")
     limit = MAX_LABELS.get(known.ca)
     if limit is not None and len(labels) > limit:
         return [_problem("TooManyLabels", value, f"{value} has {len(labels)} labels;"
@@ -204,9 +223,10 @@ def check_identifiers(
 ) -> list[Problem]:
     """Identifier rules that need no network: syntax, challenge fit, CA policy.
 
-    The CA policy (internal TLDs, public suffixes, name count, IP addresses)
-    applies only to the known directories of CONTRACT.md, never to an unknown URL
-    such as a local Pebble.
+    The public CAs' rules (single-label names, internal TLDs, public suffixes) are
+    fatal for the known directories of CONTRACT.md and warnings for an unknown URL,
+    which may be a private CA that issues such names; the rest of a CA's policy (name
+    count, IP addresses, label count) applies to the known directories only.
 
     Args:
         identifiers: The identifiers, in order.
@@ -232,8 +252,11 @@ def check_identifiers(
         problems += syntax
         problems += check_fit([ident], challenge_type=challenge_type,
                               supports_wildcard=supports_wildcard, supports_ip=supports_ip)
-        if known is not None and not syntax:
-            problems += _ca_policy(ident, known)
+        if not syntax:
+            found = public_policy(ident, known)
+            if known is not None and not any(p.severity.decisive for p in found):
+                found += _ca_policy(ident, known)
+            problems += found
     from acmedryrun.production.policy import production_policy
 
     policy = production_policy(known.ca) if known else None

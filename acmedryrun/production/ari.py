@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from acmedryrun.transport import Transport
 
-_INFO_CAUSE = Cause.STAGING  # ARI only advises: no failure of the subscriber's
+_INFO_CAUSE: Cause | None = None  # ARI only advises: nobody's fault
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

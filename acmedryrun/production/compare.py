@@ -21,7 +21,7 @@ BASE_ENDPOINTS: frozenset[str] = frozenset({"newNonce", "newAccount", "newOrder"
 #: The name differs between staging and production and means nothing.
 _BOULDER_RANDOM_ENTRY = "adding-random-entries-to-the-directory"
 
-_INFO_CAUSE = Cause.STAGING  # an info or warning here is no failure of the subscriber's
+_INFO_CAUSE: Cause | None = None  # a notice here is nobody's fault
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,8 +104,9 @@ def _eab_required(meta: Mapping[str, Any]) -> bool:
 
 
 def _problem(  # noqa: PLR0917 - Problem's own field order; each call reads as one record
-        name: str, cause: Cause, severity: Severity, step: Step, detail: str, hint: str, *,
-        identifier: str | None = None, confidence: Confidence = Confidence.HIGH) -> Problem:
+        name: str, cause: Cause | None, severity: Severity, step: Step, detail: str,
+        hint: str, *, identifier: str | None = None,
+        confidence: Confidence = Confidence.HIGH) -> Problem:
     return Problem(name=name, cause=cause, severity=severity, step=step, detail=detail,
                    hint=hint, identifier=identifier, confidence=confidence)
 

@@ -594,9 +594,8 @@ class CtCache:
 
 # ------------------------------------------------------------------ the prediction
 
-#: A notice is nobody's fault.  The report schema is about to allow ``cause: null``;
-#: until it does, notices carry this cause (as the twin's infos do).  One place to change.
-_NOTICE_CAUSE = Cause.STAGING
+#: A notice is nobody's fault (``cause: null`` in the report).
+_NOTICE_CAUSE: Cause | None = None
 
 
 def _notice(name: str, detail: str, hint: str, *, identifier: str | None = None) -> Problem:

@@ -23,7 +23,7 @@ from acmedryrun.report import Cause, Problem, Severity, Step
 if TYPE_CHECKING:
     from acmedryrun.transport import Transport
 
-_INFO_CAUSE = Cause.STAGING  # a missing twin is no failure of the subscriber's
+_INFO_CAUSE: Cause | None = None  # a twin this machine cannot read is nobody's fault
 
 class UnavailableKind(str, enum.Enum):
     """Why the production twin could not be used."""
