@@ -1,0 +1,458 @@
+"""A hostile or broken CA, one named case per class of issue 12, through a real Pebble.
+
+Each CA case runs one in-process ``dry_run`` through a `HostileProxy` that applies
+one mutation to every request of one endpoint, and asserts every invariant of
+:mod:`hostile.invariants` (no exception, deadline + 2 s, no false
+``likely_success``, never ``client_error`` for a CA fault, no production contact,
+a valid JSON report without request signatures, bounded memory).  The user-input
+cases run the real CLI in a subprocess under the same audit hook and expect exit
+64, one line, zero requests.
+
+A case that fails on today's main is ``xfail(strict=True, raises=InvariantViolated)``
+with what actually happens today as its reason: remove the mark when the fix
+lands (a strict xfail that passes fails the suite).  ``pytest --runxfail`` shows
+them all failing with their full story.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostile.invariants import (
+    DEADLINE_SLACK,
+    DEFAULT_TIMEOUT,
+    InvariantViolated,
+    assert_holds,
+    run_case,
+    unique_name,
+)
+from hostile.mutations import by_name
+from hostile.proxy import TlsMaterial
+
+from acmedryrun.solvers import DNS01Hook
+from acmedryrun.testing import LocalPebble
+
+HOOKS = Path(__file__).parent / "hooks"
+LAUNCH = Path(__file__).parent / "hostile" / "launch.py"
+TIMEOUT = DEFAULT_TIMEOUT
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[LocalPebble]:
+    with LocalPebble() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def tls() -> Iterator[TlsMaterial]:
+    with TlsMaterial() as material:
+        yield material
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One named CA misbehaviour: ``mutation`` on every request of ``endpoint``.
+
+    ``today`` is what happens on today's main when an invariant breaks there (the
+    xfail reason), None when the case already holds.
+    """
+
+    id: str
+    mutation: str
+    endpoint: str
+    today: str | None = None
+
+
+def params(cases: list[Case]) -> list[Any]:
+    """The cases as pytest params, strict-xfailed where they fail today."""
+    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(
+        strict=True, raises=InvariantViolated, reason=c.today)] if c.today else [])
+        for c in cases]
+
+
+def check(upstream: LocalPebble, tls: TlsMaterial, case: Case) -> None:
+    assert_holds(run_case(upstream, by_name(case.mutation), case.endpoint, tls=tls,
+                          timeout=TIMEOUT))
+
+
+# -- issue 12, bullet 1: "Exit 70 from CA data" ----------------------------------------------
+
+CRASHES = [
+    Case("deep-json-directory", "structure.deep_json", "directory",
+         today="RecursionError out of dry_run (exit 70) at the directory"),
+    Case("deep-json-order", "structure.deep_json_object", "order",
+         today="RecursionError out of dry_run (exit 70) at newOrder"),
+    Case("deep-json-problem-document", "problems.deep_json", "account",
+         today="RecursionError out of dry_run (exit 70) reading the error"),
+    Case("deep-json-reference-directory", "structure.deep_json", "reference",
+         today="RecursionError out of dry_run (exit 70) from the twin GET"),
+    Case("replay-nonce-not-base64url", "encodings.nonce_not_base64url", "nonce",
+         today="josepy DeserializationError out of dry_run (exit 70)"),
+    Case("retry-after-superscript-two-on-503", "encodings.retry_after_superscript_two_on_503",
+         "order",
+         today="ValueError out of dry_run (exit 70): '²'.isdigit()"),
+    Case("retry-after-superscript-two-on-poll", "encodings.retry_after_superscript_two",
+         "order_poll",
+         today="ValueError out of dry_run (exit 70) on a 200 poll"),
+    Case("empty-label-in-directory-link", "headers.link_empty_label", "directory",
+         today="urllib3 LocationParseError out of dry_run (exit 70)"),
+    Case("long-label-in-order-location", "headers.link_long_label", "order",
+         today="urllib3 LocationParseError out of dry_run (exit 70)"),
+    Case("redirect-to-malformed-url", "redirects.302_malformed_url", "order",
+         today="requests follows the 302; LocationParseError (exit 70)"),
+    Case("subproblems-not-a-list", "problems.subproblems_number", "order",
+         today="TypeError 'int' object is not iterable (exit 70)"),
+    Case("embedded-error-subproblems-not-a-list", "types.error_subproblems_number", "authz",
+         today="TypeError 'int' object is not iterable (exit 70)"),
+    Case("subproblem-identifier-not-a-string", "problems.subproblem_identifier_number",
+         "finalize",
+         today="TypeError int + str (exit 70) after 1.4 s of retries"),
+    Case("problem-identifier-not-a-string", "problems.identifier_value_number", "order",
+         today="staging_unstable; problems[0].identifier is 42: schema"),
+    Case("challenge-token-not-a-string", "types.token_number", "authz",
+         today="TypeError out of dry_run (exit 70) checking the token"),
+    Case("leaf-duplicate-extension", "certificates.leaf_duplicate_extension", "certificate",
+         today="cryptography DuplicateExtension out of dry_run (exit 70)"),
+    Case("leaf-unknown-key-algorithm", "certificates.leaf_unknown_key_algorithm",
+         "certificate",
+         today="cryptography UnsupportedAlgorithm out of dry_run (exit 70)"),
+]
+
+
+@pytest.mark.parametrize("case", params(CRASHES))
+def test_ca_data_never_crashes_the_run(upstream: LocalPebble, tls: TlsMaterial,
+                                       case: Case) -> None:
+    """Malformed CA data is a staging problem in the report, never an exception (exit 70)."""
+    check(upstream, tls, case)
+
+
+# -- bullet 2: "A failure reported as likely_success" ----------------------------------------
+
+FALSE_SUCCESS = [
+    Case("chain-last-block-cut", "certificates.last_block_cut", "certificate",
+         today="likely_success: load_pem_x509_certificates drops the cut block"),
+    Case("chain-extra-non-certificate-block", "certificates.extra_non_certificate_block",
+         "certificate",
+         today="likely_success: the non-certificate block is skipped"),
+    Case("chain-invalid-utf8", "certificates.invalid_utf8", "certificate"),
+    Case("huge-certificate-body", "sizes.huge_body", "certificate",
+         today="likely_success after reading 300 MB whole (peak RSS +899 MiB)"),
+    Case("huge-directory-body", "sizes.huge_body", "directory",
+         today="likely_success after reading 300 MB whole (peak RSS +673 MiB)"),
+    Case("huge-authorization-body", "sizes.huge_body", "authz",
+         today="likely_success after reading 300 MB whole (peak RSS +672 MiB)"),
+    # Controls that hold today: the chain check and the oracle see these.
+    Case("leaf-wrong-names", "certificates.leaf_wrong_names", "certificate"),
+    Case("leaf-ed448-key", "certificates.leaf_ed448_key", "certificate"),
+    Case("chain-not-signed-by-next", "certificates.chain_not_signed_by_next", "certificate"),
+    Case("huge-header", "sizes.huge_header", "order"),
+]
+
+
+@pytest.mark.parametrize("case", params(FALSE_SUCCESS))
+def test_no_likely_success_without_the_issued_chain(upstream: LocalPebble, tls: TlsMaterial,
+                                                    case: Case) -> None:
+    """Only the chain the CA issued, for exactly the ordered names, is a success."""
+    check(upstream, tls, case)
+
+
+# -- bullet 3: "The deadline blown" ----------------------------------------------------------
+
+SLOW = [
+    Case("trickled-headers", "slowness.trickle_head", "order",
+         today="staging_unstable after 6.0 s on a 2 s timeout (timeout is per read)"),
+    Case("trickled-body", "slowness.trickle_body", "authz",
+         today="staging_unstable after 6.1 s on a 2 s timeout (timeout is per read)"),
+    Case("trickled-reference-directory", "slowness.trickle_body", "reference",
+         today="6.0 s on a 2 s timeout: the twin GET is bounded per read"),
+    # Control: a stall is cut by the per-read timeout today already.
+    Case("stall-after-headers", "slowness.stall_after_headers", "finalize"),
+]
+
+
+@pytest.mark.parametrize("case", params(SLOW))
+def test_a_slow_ca_cannot_stretch_the_deadline(upstream: LocalPebble, tls: TlsMaterial,
+                                               case: Case) -> None:
+    """One wall-clock deadline: a CA that trickles bytes is cut off at it."""
+    check(upstream, tls, case)
+
+
+@pytest.mark.xfail(strict=True, raises=InvariantViolated, reason=(
+    "likely_success after 14.5 s on a 2 s timeout: each name's cleanup hook gets 5 s of grace"
+    " plus 2 s after SIGTERM"))
+def test_cleanup_hooks_that_ignore_sigterm_share_one_budget(
+        upstream: LocalPebble, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two names whose cleanup hook ignores SIGTERM: the run still ends by deadline + 2 s."""
+    monkeypatch.setenv("CHALLTESTSRV_URL", upstream.challtestsrv_url)
+    solver = DNS01Hook(str(HOOKS / "challtestsrv-auth.sh"), "trap '' TERM; sleep 30")
+    outcome = run_case(upstream, None, None, names=[unique_name(), unique_name()],
+                       solver=solver, timeout=TIMEOUT)
+    assert outcome.report is not None, outcome.describe()
+    assert any(s.endpoint == "certificate" for s in outcome.proxy.served), \
+        "the run got as far as cleanup"
+    assert_holds(outcome)
+
+
+@pytest.mark.xfail(strict=True, raises=InvariantViolated, reason=(
+    "exit 130 only 10 s after SIGINT (hooks run to their own timeout), and 3 of the 4 hung"
+    " hook process groups outlive the batch"))
+def test_ctrl_c_on_a_batch_kills_running_hooks_at_once(upstream: LocalPebble,
+                                                       tmp_path: Path) -> None:
+    """SIGINT to a batch whose four auth hooks hang (ignoring SIGTERM): exit 130 within 2 s,
+    and no hook process survives."""
+    started = tmp_path / "started"
+    started.mkdir()
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"{unique_name()}\n" for _ in range(4)))
+    hook = f"trap '' TERM INT; echo $$ > {started}/$CERTBOT_DOMAIN; sleep 60"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "acmedryrun", "batch", str(names), "--directory",
+         upstream.directory_url, "--ca-bundle", upstream.ca_bundle, "--no-preflight",
+         "--dns-01-auth-hook", hook, "--concurrency", "4", "--timeout", "8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    groups: list[int] = []
+    try:
+        until = time.monotonic() + 20
+        while len(list(started.iterdir())) < 4 and time.monotonic() < until:
+            time.sleep(0.05)
+        groups = [int(p.read_text()) for p in started.iterdir()]
+        assert len(groups) == 4, "every run's auth hook started"
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    alive = [g for g in groups if _group_alive(g)]
+    for group in alive:  # ours (the batch started them): leave nothing behind
+        os.killpg(group, signal.SIGKILL)
+    problems = []
+    if took > DEADLINE_SLACK:
+        problems.append(f"exit {took:.1f} s after SIGINT")
+    if proc.returncode != 130:
+        problems.append(f"exit code {proc.returncode}")
+    if alive:
+        problems.append(f"{len(alive)} hook process group(s) still alive")
+    if problems:
+        raise InvariantViolated(f"{'; '.join(problems)}\n{stderr[-800:]}")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- bullet 4: "Production reached without --allow-production" -------------------------------
+
+PRODUCTION = [
+    Case("307-from-new-account", "redirects.307_to_production", "account",
+         today="follows the 307: 4 signed POSTs aimed at production (blocked)"),
+    Case("308-from-new-order", "redirects.308_to_production", "order",
+         today="follows the 308: 4 signed POSTs aimed at production (blocked)"),
+    Case("302-from-new-nonce", "redirects.302_to_production", "nonce",
+         today="follows the 302: 4 HEADs aimed at production (blocked)"),
+    Case("301-from-directory", "redirects.301_to_production", "directory",
+         today="follows the 301: 4 GETs aimed at production (blocked)"),
+    Case("308-to-http-from-new-account", "redirects.308_to_production_http", "account",
+         today="follows the 308 to http://: 4 signed POSTs in clear text"),
+    Case("307-to-backslash-userinfo-from-finalize", "redirects.307_backslash_userinfo",
+         "finalize",
+         today="follows it back to 127.0.0.1 30 times: signed finalize POSTs"
+              " re-sent up to 31x"),
+    Case("order-location-at-production", "headers.link_production", "order",
+         today="polls the order at production: 4 signed POSTs (blocked)"),
+    Case("order-location-backslash-userinfo", "headers.link_backslash_userinfo", "order",
+         today="checked as 127.0.0.1, urllib3 connects to production: 4 attempts"),
+    Case("directory-links-backslash-userinfo", "headers.link_backslash_userinfo",
+         "directory",
+         today="guard sees 127.0.0.1; newNonce tried at production 4x"),
+    Case("directory-links-percent-encoded-host", "headers.link_percent_encoded_host",
+         "directory",
+         today="guard does not percent-decode; newNonce tried at production 4x"),
+    Case("directory-links-trailing-dot", "headers.link_trailing_dot", "directory"),
+    Case("directory-links-uppercase", "headers.link_uppercase", "directory"),
+    Case("directory-links-ip-literal", "headers.link_ip_literal", "directory",
+         today="newNonce tried at 172.65.32.248 (production's address) 4x"),
+    Case("challenge-urls-at-production", "headers.link_production", "authz",
+         today="POSTs the challenge at production: 4 attempts (blocked)"),
+    Case("certificate-url-at-production", "headers.link_production", "order_poll",
+         today="downloads the chain at production: 4 attempts (blocked)"),
+]
+
+
+@pytest.mark.parametrize("case", params(PRODUCTION))
+def test_no_ca_answer_can_steer_the_run_to_production(upstream: LocalPebble,
+                                                      tls: TlsMaterial, case: Case) -> None:
+    """No redirect is followed and no URL on a production host is requested, however spelt."""
+    check(upstream, tls, case)
+
+
+# -- "Smaller" ---------------------------------------------------------------------------------
+
+SMALLER = [
+    Case("retry-after-overflowing-float", "encodings.retry_after_four_hundred_nines_on_503",
+         "order",
+         today="staging_unstable, retry_after inf: Infinity in the report"),
+    Case("embedded-error-status-infinity", "types.error_status_infinity", "authz",
+         today="staging_unstable, http_status inf: Infinity, schema fails"),
+    Case("relative-account-location", "headers.link_relative", "account",
+         today="client_error: the relative Location is sent as the JWS kid"),
+    Case("problem-detail-echoes-the-jws", "problems.detail_echoes_request", "order",
+         today="staging_unstable; the report quotes the JWS signature"),
+]
+
+
+@pytest.mark.parametrize("case", params(SMALLER))
+def test_smaller_ca_faults_keep_the_report_sound(upstream: LocalPebble, tls: TlsMaterial,
+                                                 case: Case) -> None:
+    """Valid JSON, no request signature in the report, a CA's bad URL is not client_error."""
+    check(upstream, tls, case)
+
+
+def launch(tmp_path: Path, *args: str, umask: str | None = None,
+           timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """The CLI in a subprocess under the audit hook: its result and its network log."""
+    log = tmp_path / f"net-{time.monotonic_ns()}.json"
+    extra = ["--umask", umask] if umask else []
+    proc = subprocess.run([sys.executable, str(LAUNCH), "--net-log", str(log), *extra,
+                           "--", *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    net: dict[str, Any] = json.loads(log.read_text()) if log.exists() else {"events": None}
+    return proc, net
+
+
+@pytest.mark.xfail(strict=True, raises=InvariantViolated,
+                   reason="the account key is created mode 0000 (the run itself exits 0)")
+def test_account_key_is_created_0600_under_umask_777(upstream: LocalPebble,
+                                                     tmp_path: Path) -> None:
+    """The account key file is the user's secret: mode 0600 whatever the umask."""
+    key = tmp_path / "account.key"
+    proc, net = launch(
+        tmp_path, "check", "-d", unique_name(), "--directory", upstream.directory_url,
+        "--ca-bundle", upstream.ca_bundle, "--http-01-port", str(upstream.http_port),
+        "--http-01-address", "127.0.0.1", "--dns-resolver", upstream.dns_resolver,
+        "--account-key", str(key), "--timeout", "20", umask="777")
+    assert not net["contacts"], net["contacts"]
+    assert key.exists(), proc.stderr
+    mode = stat.S_IMODE(key.stat().st_mode)
+    if mode != 0o600:
+        raise InvariantViolated(f"the account key was created mode {mode:04o} (exit "
+                                f"{proc.returncode})")
+
+
+# -- "Bad input": the user's own URLs get the same rules ---------------------------------------
+
+LONG_LABEL = "a" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class BadUrl:
+    """A URL the user gives that must be refused before any request."""
+
+    id: str
+    option: str
+    url: str
+    today: str | None = None
+
+
+BAD_URLS = [
+    BadUrl("directory-backslash-userinfo", "--directory",
+           "https://acme-v02.api.letsencrypt.org\\@127.0.0.1:9/directory",
+         today="exit 2 after 4 GETs aimed at acme-v02.api.letsencrypt.org"),
+    BadUrl("directory-backslashes", "--directory", "https:\\\\127.0.0.1:9\\directory"),
+    BadUrl("directory-userinfo", "--directory", "https://user:pass@127.0.0.1:9/directory",
+         today="exit 2 after 8 connection attempts to 127.0.0.1:9"),
+    BadUrl("directory-control-character", "--directory", "https://127.0.0.1:9/dir\x01ectory",
+         today="exit 2 after 8 connection attempts to 127.0.0.1:9"),
+    BadUrl("directory-tab-in-host", "--directory", "https://127.0.\t0.1:9/directory",
+         today="exit 2: a staging MalformedResponse, 9 lines"),
+    BadUrl("directory-http-non-loopback", "--directory", "http://198.51.100.7/directory",
+         today="exit 2 after 4 plain-http GETs to 198.51.100.7"),
+    BadUrl("directory-empty-label", "--directory", "https://ca..example.org/directory",
+         today="exit 70: urllib3 LocationParseError"),
+    BadUrl("directory-long-label", "--directory", f"https://{LONG_LABEL}.example.org/dir",
+         today="exit 70: urllib3 LocationParseError"),
+    BadUrl("production-trailing-dot", "--directory",
+           "https://acme-v02.api.letsencrypt.org./directory",
+         today="exit 2 after 4 GETs aimed at acme-v02.api.letsencrypt.org."),
+    BadUrl("production-uppercase", "--directory",
+           "https://ACME-V02.API.LETSENCRYPT.ORG/directory"),
+    BadUrl("production-percent-encoded", "--directory",
+           "https://acme%2Dv02.api.letsencrypt.org/directory",
+         today="exit 2 after 4 GETs aimed at acme-v02.api.letsencrypt.org"),
+    BadUrl("production-double-slash-path", "--directory",
+           "https://acme-v02.api.letsencrypt.org//directory",
+         today="exit 2 after 4 GETs aimed at acme-v02.api.letsencrypt.org"),
+    BadUrl("production-fullwidth-dot", "--directory",
+           "https://acme-v02.api.letsencrypt\u3002org/directory",
+         today="exit 2: a staging MalformedResponse, 9 lines"),
+    BadUrl("production-ip-literal", "--directory", "https://172.65.32.248/directory",
+         today="exit 2 after 4 GETs aimed at 172.65.32.248"),
+    BadUrl("production-explicit-port", "--directory",
+           "https://acme-v02.api.letsencrypt.org:443/directory"),
+    BadUrl("reference-backslash-userinfo", "--reference-directory",
+           "https://acme-v02.api.letsencrypt.org\\@127.0.0.1:9/directory",
+         today="exit 1 after a twin GET aimed at production"),
+    BadUrl("reference-userinfo", "--reference-directory",
+           "https://user:pass@127.0.0.1:9/directory",
+         today="exit 1 (CaUnreachable) after 10 attempts: URL not checked"),
+    BadUrl("reference-control-character", "--reference-directory",
+           "https://127.0.0.1:9/dir\x01ectory",
+         today="exit 1 (CaUnreachable) after 10 attempts: URL not checked"),
+    BadUrl("reference-http-non-loopback", "--reference-directory",
+           "http://198.51.100.7/directory",
+         today="exit 1 after a plain-http twin GET to 198.51.100.7"),
+    BadUrl("reference-empty-label", "--reference-directory",
+           "https://ca..example.org/directory",
+         today="exit 70: urllib3 LocationParseError from the twin GET"),
+    BadUrl("reference-long-label", "--reference-directory",
+           f"https://{LONG_LABEL}.example.org/directory",
+         today="exit 70: urllib3 LocationParseError from the twin GET"),
+]
+
+
+@pytest.mark.parametrize("bad", [pytest.param(b, id=b.id, marks=[pytest.mark.xfail(
+    strict=True, raises=InvariantViolated, reason=b.today)] if b.today else [])
+    for b in BAD_URLS])
+def test_a_bad_or_production_url_from_the_user_is_exit_64_with_zero_requests(
+        tmp_path: Path, bad: BadUrl) -> None:
+    """Exit 64, one line naming the option, and not one network attempt (audit hook)."""
+    args = ["check", "-d", "example.com", "--dns-01-auth-hook", "true", "--no-preflight",
+            "--timeout", str(TIMEOUT)]
+    if bad.option == "--directory":
+        args += ["--directory", bad.url]
+    else:
+        args += ["--directory", "https://127.0.0.1:9/directory", bad.option, bad.url]
+    proc, net = launch(tmp_path, *args)
+    lines = proc.stderr.strip().splitlines()
+    problems = []
+    if proc.returncode != 64:
+        problems.append(f"exit {proc.returncode}")
+    if len(lines) != 1 or bad.option not in lines[0]:
+        problems.append(f"{len(lines)} stderr line(s), not one naming {bad.option}")
+    if net["events"]:
+        first = net["events"][0]
+        problems.append(f"{len(net['events'])} network attempt(s), the first "
+                        f"{first[0]} {first[1]}:{first[2]}")
+    if net["production"]:
+        problems.append(f"{len(net['production'])} aimed at production")
+    if problems:
+        raise InvariantViolated(f"{'; '.join(problems)}; stderr: {proc.stderr[-600:]!r}")
