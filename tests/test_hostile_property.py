@@ -14,8 +14,10 @@ CI mode (default): ``ACMEDRYRUN_HYPOTHESIS_EXAMPLES`` examples (25), derandomize
     ACMEDRYRUN_HYPOTHESIS_EXAMPLES=500 .venv/bin/pytest --runxfail \\
         tests/test_hostile_property.py -p no:cacheprovider
 
-draws at random and shrinks a failure to its simplest case (about 25 minutes;
-``--runxfail`` shows the failure instead of counting it as the expected one).
+draws at random and shrinks a failure to its simplest case (about 20 minutes;
+``--runxfail`` shows the failure instead of counting it as the expected one);
+``ACMEDRYRUN_HOSTILE_KINDS=sizes,slowness`` limits the draw to those classes and
+``ACMEDRYRUN_HOSTILE_TIMEOUT`` changes each run's deadline (default 2 s).
 ``PYTHONPATH=tests python -m hostile.survey`` runs every pair once instead.
 """
 
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 
 import pytest
 from hostile.invariants import DEFAULT_TIMEOUT, InvariantViolated, assert_holds, run_case
-from hostile.mutations import MUTATIONS, Mutation
+from hostile.mutations import KINDS, MUTATIONS, Mutation
 from hostile.proxy import TlsMaterial
 from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
@@ -35,11 +37,19 @@ from acmedryrun.testing import LocalPebble
 
 EXAMPLES = int(os.environ.get("ACMEDRYRUN_HYPOTHESIS_EXAMPLES", "25"))
 LONG = "ACMEDRYRUN_HYPOTHESIS_EXAMPLES" in os.environ
+#: ``ACMEDRYRUN_HOSTILE_KINDS=sizes,slowness``: draw only from these classes (a long run
+#: shrinks every failure to the simplest one, so hunt one class at a time once the
+#: simple ones are fixed).
+DRAWN = tuple(m for m in MUTATIONS if m.kind in (
+    os.environ.get("ACMEDRYRUN_HOSTILE_KINDS") or ",".join(KINDS)).split(","))
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[LocalPebble]:
-    with LocalPebble() as p:
+    """One Pebble for the module.  ``always_valid``: Pebble 2.4.0 deadlocks (every later
+    newAccount/newOrder hangs) when an authorization is deactivated while a failing
+    validation of it is still running, which runs that stop early provoke."""
+    with LocalPebble(always_valid=True) as p:
         yield p
 
 
@@ -50,7 +60,7 @@ def tls() -> Iterator[TlsMaterial]:
 
 
 #: A mutation (uniformly over the catalogue), then one of the endpoints it applies to.
-cases = st.sampled_from(MUTATIONS).flatmap(
+cases = st.sampled_from(DRAWN).flatmap(
     lambda m: st.tuples(st.just(m), st.sampled_from(m.endpoints)))
 
 

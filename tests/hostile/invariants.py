@@ -13,7 +13,8 @@ through a :class:`~hostile.proxy.HostileProxy`:
    corrupted chains);
 4. a CA fault is never ``client_error`` (every mutation is the CA's fault);
 5. no request to a production host, nor to anything else off loopback
-   (:mod:`hostile.netguard` blocks and records them);
+   (:mod:`hostile.netguard` blocks and records them), and no redirect followed at
+   all (one that leads back to the proxy is seen by its marker);
 
 and three that the contract states for every report (CONTRACT.md, "The report"):
 
@@ -194,6 +195,9 @@ def check_invariants(result: Report | BaseException, wall: float, timeout: float
                           f"{DEADLINE_SLACK:g} s")
     if isinstance(result, Report):
         violations += _report_violations(result, proxy, mutation, fired_on, names)
+    if proxy.followed_redirects:
+        violations.append(f"followed {proxy.followed_redirects} redirect(s) back to the proxy "
+                          "(CA traffic follows no redirect)")
     replayed = {s: n for s, n in proxy.signatures.items() if n > 1}
     if replayed:
         violations.append(f"{len(replayed)} signed request(s) sent more than once (up to "
@@ -253,7 +257,8 @@ def run_through(pebble: LocalPebble, proxy: HostileProxy, *,
     """One in-process ``dry_run`` through ``proxy``, network recorded, memory measured.
 
     Args:
-        pebble: The upstream Pebble (its http-01 port and DNS are used).
+        pebble: The upstream Pebble (its DNS is used), started ``always_valid=True``
+            unless a ``solver`` that its VA can reach is passed.
         proxy: A running proxy in front of it.
         names: The names to order (default: one fresh name).
         timeout: The run's deadline.
@@ -261,7 +266,9 @@ def run_through(pebble: LocalPebble, proxy: HostileProxy, *,
         **kwargs: More ``dry_run`` options.
     """
     ordered = tuple(names or (unique_name(),))
-    kwargs.setdefault("solver", HTTP01Standalone(port=pebble.http_port, address="127.0.0.1"))
+    # Port 0: the harness's Pebbles are ``always_valid`` (they never dial the responder),
+    # and a fixed port can collide with a loopback connection's ephemeral port.
+    kwargs.setdefault("solver", HTTP01Standalone(port=0, address="127.0.0.1"))
     kwargs.setdefault("dns_resolver", pebble.dns_resolver)
     if reference:
         kwargs["reference_directory"] = proxy.reference_url

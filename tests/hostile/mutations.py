@@ -31,6 +31,7 @@ __all__ = [
     "ALL_ENDPOINTS",
     "KINDS",
     "MUTATIONS",
+    "REDIRECT_MARK",
     "Mutation",
     "by_name",
     "pairs",
@@ -375,12 +376,16 @@ def _huge_body(ex: Exchange) -> Reply | None:
     return _relayed(ex, stream=stream, length=len(up.body) + HUGE_BODY)
 
 
+#: A response the run cannot do without: over a size cap it must fail the run.  (A
+#: finalize or challenge answer may be replaced by re-reading the order or challenge.)
+_SIZE_FATAL = _BODY_NEEDED | {"certificate"}
+
 SIZES = [
     Mutation("sizes.huge_body", "sizes", (*_JSON, "certificate", "reference"), _huge_body,
-             fatal_on=_ESSENTIAL),
+             fatal_on=_SIZE_FATAL),
     Mutation("sizes.huge_header", "sizes", (*ALL_ENDPOINTS, "reference"),
              _with_header("X-Hostile-Padding", "a" * HUGE_HEADER, replace=False),
-             fatal_on=_ESSENTIAL),
+             fatal_on=_SIZE_FATAL | {"nonce"}),
 ]
 
 
@@ -521,9 +526,15 @@ _PRODUCTION_PATHS = {
 }
 
 
+#: Query marker on every redirect target: a request carrying it followed a redirect.
+REDIRECT_MARK = "hostile-redirected=1"
+
+
 def _redirect(status: int, where: Callable[[Exchange], str]) -> Transform:
     def transform(ex: Exchange) -> Reply:
-        return Reply(status, "Moved", [("Location", where(ex)), ("Content-Length", "0")],
+        target = where(ex)
+        target += ("&" if "?" in target else "?") + REDIRECT_MARK
+        return Reply(status, "Moved", [("Location", target), ("Content-Length", "0")],
                      content_length=False)
 
     return transform
@@ -541,7 +552,8 @@ REDIRECTS = [
              _redirect(308, _to_production("http")), forward=False, fatal_on=_ESSENTIAL),
     Mutation("redirects.307_backslash_userinfo", "redirects", ALL_ENDPOINTS,
              _redirect(307, lambda ex: f"https://{PRODUCTION}\\@127.0.0.1:{ex.proxy.port}"
-                                       f"{ex.target}"), forward=False, fatal_on=_ESSENTIAL),
+                                       f"{urllib.parse.urlsplit(ex.target).path}"),
+             forward=False, fatal_on=_ESSENTIAL),
     Mutation("redirects.302_malformed_url", "redirects", ALL_ENDPOINTS,
              _redirect(302, lambda ex: "https://ca..hostile.invalid/acme"), forward=False,
              fatal_on=_ESSENTIAL),
@@ -549,6 +561,9 @@ REDIRECTS = [
 
 
 # ------------------------------------------------------------------------------ slowness
+
+
+_WITH_BODY = (*(e for e in ALL_ENDPOINTS if e != "nonce"), "reference")  # newNonce: HEAD
 
 
 def _paced(pace: str) -> Transform:
@@ -563,10 +578,8 @@ def _paced(pace: str) -> Transform:
 SLOWNESS = [
     Mutation("slowness.trickle_head", "slowness", (*ALL_ENDPOINTS, "reference"),
              _paced("head")),
-    Mutation("slowness.trickle_body", "slowness", (*ALL_ENDPOINTS, "reference"),
-             _paced("body")),
-    Mutation("slowness.stall_after_headers", "slowness", (*ALL_ENDPOINTS, "reference"),
-             _paced("stall")),
+    Mutation("slowness.trickle_body", "slowness", _WITH_BODY, _paced("body")),
+    Mutation("slowness.stall_after_headers", "slowness", _WITH_BODY, _paced("stall")),
 ]
 
 

@@ -275,6 +275,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(min(length, _MAX_REQUEST_BODY)) if length > 0 else b""
         proxy._note_request(body)
         target = self.path
+        if "hostile-redirected=1" in urllib.parse.urlsplit(target).query:
+            proxy._redirect_followed()
         path = urllib.parse.urlsplit(target).path
         if path == REFERENCE_PATH:
             endpoint, upstream_target = "reference", proxy._directory_target
@@ -382,6 +384,8 @@ class HostileProxy:
     Attributes:
         served: What happened to each request, in order.
         fired: How many replies the mutation produced.
+        followed_redirects: Requests that came back to the proxy by following one of
+            its redirects (their target carries ``hostile-redirected=1``).
         signatures: How often the client sent each JWS ``signature`` (to prove none
             leaks into the report, and that no signed request is ever sent twice).
         errors: Tracebacks of proxy bugs (must stay empty).
@@ -410,6 +414,7 @@ class HostileProxy:
         self._thread: threading.Thread | None = None
         self.served: list[Served] = []
         self.fired = 0
+        self.followed_redirects = 0
         self.signatures: Counter[str] = Counter()
         self.errors: list[str] = []
 
@@ -491,6 +496,10 @@ class HostileProxy:
     def _record(self, served: Served) -> None:
         with self._lock:
             self.served.append(served)
+
+    def _redirect_followed(self) -> None:
+        with self._lock:
+            self.followed_redirects += 1
 
     def _fired(self) -> None:
         with self._lock:

@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="write one JSON object per case to this file")
     args = parser.parse_args(argv)
     # The suite's rule: DNS from tests goes to a local server, never the system's.
+    # always_valid: see the test modules' ``upstream`` fixture (a Pebble 2.4.0 deadlock).
     os.environ.setdefault("ACMEDRYRUN_DNS_RESOLVER", "127.0.0.1:9")
     cases = [(m, e) for m, e in pairs(args.kind or KINDS)
              if not args.match or args.match in f"{m.name}@{e}"]
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     out = open(args.json, "w") if args.json else None  # noqa: SIM115 - closed below
     try:
-        with LocalPebble() as pebble, TlsMaterial() as tls:
+        with LocalPebble(always_valid=True) as pebble, TlsMaterial() as tls:
             for index, (mutation, endpoint) in enumerate(cases, 1):
                 outcome = run_case(pebble, mutation, endpoint, timeout=args.timeout, tls=tls)
                 state = ("FAIL" if outcome.violations
