@@ -11,4 +11,15 @@
   "nothing a CA sends can crash, stall, fake a success or reach production";
 * :mod:`hostile.launch` -- runs the CLI in a subprocess under the same audit hook;
 * :mod:`hostile.survey` -- every (mutation, endpoint) once, as a table (``python -m``).
+
+Running (from the repository root)::
+
+    .venv/bin/pytest tests/test_hostile_cases.py tests/test_hostile_property.py  # ~2 min
+    ACMEDRYRUN_HYPOTHESIS_EXAMPLES=500 .venv/bin/pytest --runxfail \\
+        tests/test_hostile_property.py                                          # long mode
+    PYTHONPATH=tests .venv/bin/python -m hostile.survey --json survey.jsonl      # ~8 min
+
+Cases that fail on today's main are ``xfail(strict=True, raises=InvariantViolated)``;
+``--runxfail`` shows each failure with the run's whole story (verdict, violations,
+traffic through the proxy, traceback).
 """

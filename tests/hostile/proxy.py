@@ -35,9 +35,11 @@ import socket
 import socketserver
 import ssl
 import struct
+import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -233,12 +235,8 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up is normal here; anything else is recorded as a proxy bug."""
-        import sys
-        import traceback
-
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, OSError):
-            self.proxy.errors.append("".join(traceback.format_exc()))
+        if not isinstance(sys.exc_info()[1], OSError):
+            self.proxy.errors.append(traceback.format_exc())
 
     def close_connections(self) -> None:
         """Wake every connection thread (idle keep-alives, trickles) so stop() is quick."""

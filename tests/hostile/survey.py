@@ -9,9 +9,9 @@ object per case.  Everything stays on loopback (:mod:`hostile.netguard`).
 Usage (from the repository root)::
 
     PYTHONPATH=tests .venv/bin/python -m hostile.survey [--kind sizes ...]
-        [--match SUBSTRING] [--timeout 4] [--json survey.jsonl]
+        [--match SUBSTRING] [--timeout 2] [--json survey.jsonl]
 
-The whole catalogue takes about 15 minutes on two cores.
+The whole catalogue (461 cases) takes about 8 minutes on two cores with ``--timeout 2``.
 """
 
 from __future__ import annotations
