@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import itertools
 import json
 import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -77,7 +81,7 @@ def _is_private(jwk: JWK) -> bool:
 
 
 def write_private_key(path: Path, key: PrivateKey) -> None:
-    """Write a new key file, mode 0600, atomically; never overwrite an existing file.
+    """Write a new key file, mode 0600 whatever the umask, atomically; never overwrite one.
 
     Raises:
         UsageError: the file exists already or cannot be created.
@@ -88,11 +92,17 @@ def write_private_key(path: Path, key: PrivateKey) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
+            # The umask narrows os.open's mode (077 keeps 0600, 777 makes it 0000):
+            # fchmod is not subject to it.
+            os.fchmod(fd, 0o600)
             os.write(fd, pem)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.link(tmp, path)  # fails if path appeared meanwhile: never clobber a key
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode != 0o600:
+            raise OSError(0, f"it came out mode {mode:04o}, not 0600")
     except OSError as exc:
         raise UsageError(f"--account-key: cannot create {path}: {exc.strerror}") from exc
     finally:
@@ -177,22 +187,69 @@ def _names_of(cert: x509.Certificate) -> list[str]:
     ]
 
 
-def _parse_chain(pem: str) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(pem.encode("ascii", "replace"))
+class ChainError(ValueError):
+    """The issued chain is not what RFC 8555 section 7.4.2 says a CA sends."""
 
 
-def verify_chain(pem: str, csr: CsrInfo) -> str | None:
+#: One PEM block (RFC 7468 section 2): label, base64 body, the same label to close it.
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]{1,64})-----[ \t]*\r?\n([A-Za-z0-9+/=\s]*?)-----END \1-----")
+#: The most certificates one chain may hold (Let's Encrypt's have 2 or 3).
+MAX_CHAIN = 10
+
+
+def parse_chain(pem: bytes) -> list[x509.Certificate]:
+    """Parse ``application/pem-certificate-chain`` strictly (RFC 8555 section 7.4.2).
+
+    Every PEM block complete, nothing but ``CERTIFICATE`` blocks and whitespace,
+    base64 that decodes, DER that parses, extensions without duplicates and a public
+    key of a known algorithm.  (``load_pem_x509_certificates`` drops a cut-off last
+    block and skips other blocks silently.)
+
+    Raises:
+        ChainError: what is wrong, for the report.
+    """
+    if not pem.isascii():
+        raise ChainError("the certificate response is not ASCII text")
+    chain: list[x509.Certificate] = []
+    at = 0
+    for match in _PEM_BLOCK.finditer(pem):
+        if pem[at:match.start()].strip():
+            raise ChainError(f"text outside the PEM blocks at byte {at}")
+        at = match.end()
+        label = match.group(1).decode()
+        if label != "CERTIFICATE":
+            raise ChainError(f"a {label} block: a certificate chain holds certificates only")
+        try:
+            der = base64.b64decode(b"".join(match.group(2).split()), validate=True)
+            cert = x509.load_der_x509_certificate(der)
+            cert.extensions  # noqa: B018 - parse them now: a duplicate raises here
+            cert.public_key()
+        except (ValueError, TypeError, binascii.Error, x509.DuplicateExtension,
+                x509.UnsupportedGeneralNameType, UnsupportedAlgorithm) as exc:
+            raise ChainError(f"certificate {len(chain) + 1} does not parse:"
+                             f" {type(exc).__name__}: {exc}") from exc
+        chain.append(cert)
+        if len(chain) > MAX_CHAIN:
+            raise ChainError(f"more than {MAX_CHAIN} certificates")
+    if pem[at:].strip():
+        raise ChainError("a PEM block that is cut off or text after the last block")
+    if not chain:
+        raise ChainError("the certificate response holds no certificate")
+    return chain
+
+
+def verify_chain(pem: bytes, csr: CsrInfo) -> str | None:
     """Check the issued chain; return what is wrong, or None when it is right.
 
-    The chain must parse, its leaf must carry the CSR's public key and exactly
-    the ordered names, and each certificate must be signed by the next one.
+    The chain must parse strictly (:func:`parse_chain`), its leaf must carry the
+    CSR's public key and exactly the ordered names, and each certificate must be
+    signed by the next one.
     """
     try:
-        chain = _parse_chain(pem)
-    except ValueError as exc:
-        return f"the certificate chain does not parse: {exc}"
-    if not chain:
-        return "the certificate response holds no certificate"
+        chain = parse_chain(pem)
+    except ChainError as exc:
+        return str(exc)
     leaf = chain[0]
     leaf_key = leaf.public_key().public_bytes(serialization.Encoding.DER,
                                               serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -204,19 +261,17 @@ def verify_chain(pem: str, csr: CsrInfo) -> str | None:
     for child, parent in itertools.pairwise(chain):
         try:
             child.verify_directly_issued_by(parent)
-        except (ValueError, TypeError, InvalidSignature) as exc:
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
             return (f"{child.subject.rfc4514_string()} is not issued by "
                     f"{parent.subject.rfc4514_string()}: {exc or 'bad signature'}")
     return None
 
 
-def summarize(pem: str) -> CertificateSummary | None:
+def summarize(pem: bytes) -> CertificateSummary | None:
     """A summary of the issued chain for the report, or None if it does not parse."""
     try:
-        chain = _parse_chain(pem)
-    except ValueError:
-        return None
-    if not chain:
+        chain = parse_chain(pem)
+    except ChainError:
         return None
     leaf = chain[0]
     return CertificateSummary(

@@ -223,11 +223,13 @@ class CleanupIncomplete:
 class ProductionUrl:
     """The CA sent a request of this run towards a known production CA's host.
 
-    The transport refused to send it (CONTRACT.md's production guard).
+    The transport refused to send it (CONTRACT.md's production guard).  ``alias`` is
+    the production CA's, or None for a public IP address (which cannot be told from a
+    production CA's).
     """
 
     url: str
-    alias: str
+    alias: str | None
 
 
 Observation: TypeAlias = (
@@ -993,6 +995,9 @@ def _detail(obs: Observation) -> str:
     if isinstance(obs, AccountStatus):
         return obs.detail or f"the account's status is {obs.status!r}"
     if isinstance(obs, ProductionUrl):
+        if obs.alias is None:
+            return (f"not sent: {obs.url} names a public IP address, which cannot be told"
+                    " from a production CA's")
         return f"not sent: {obs.url} is {obs.alias}'s production CA"
     if isinstance(obs, ValidationFailed):
         if obs.error is not None:

@@ -119,7 +119,7 @@ class Run:
         self.names = NameFindings()
         self.caa = CaaFindings()
         self.account_url: str | None = None
-        self.chain_pem: str | None = None
+        self.chain_pem: bytes | None = None
         self.order: acme.Order | None = None
         self.run_authzs: list[Url] = []
         self.prepared: list[Challenge] = []
@@ -520,10 +520,10 @@ class Run:
                 raise self.fail(c.MalformedResponse("order", "valid order without certificate"),
                                 Step.CERTIFICATE)
             pem = acme.download_certificate(client, order.certificate)
-            self.chain_pem = pem.decode("ascii", "replace")
-            mismatch = certs.verify_chain(self.chain_pem, csr)
+            mismatch = certs.verify_chain(pem, csr)
             if mismatch:
-                raise self.fail(c.InvalidChain(mismatch), Step.CERTIFICATE)
+                raise self.fail(c.InvalidChain(acme.clean_text(mismatch)), Step.CERTIFICATE)
+            self.chain_pem = pem
 
     def cleanup(self) -> None:
         """Remove challenge responses and deactivate this run's authorizations.

@@ -34,6 +34,7 @@ import contextlib
 import email.utils
 import enum
 import heapq
+import ipaddress
 import http.client
 import itertools
 import json
@@ -285,43 +286,45 @@ def describe(exc: BaseException) -> str:
 
 
 class _Watch:
-    """One request's time limit: the connections it used are shut down when it is up."""
+    """One request's time limit: the sockets it used are shut down when it is up.
+
+    Sockets, not connections: ``http.client`` drops a connection's socket as soon as
+    a response says ``Connection: close`` and reads the body through the response.
+    """
 
     def __init__(self, end: float) -> None:
         self.end = end
         self.fired = False
         self.done = False
-        self.connections: list[Any] = []
+        self.sockets: list[Any] = []
         self.lock = threading.Lock()
 
-    def add(self, conn: Any) -> None:
+    def add(self, sock: Any) -> None:
         with self.lock:
-            if conn not in self.connections:
-                self.connections.append(conn)
+            if any(s is sock for s in self.sockets):
+                return
+            self.sockets.append(sock)
             fire_now = self.fired
         if fire_now:
-            _shutdown(conn)
+            _shutdown(sock)
 
     def fire(self) -> None:
         with self.lock:
             if self.done:
                 return
             self.fired = True
-            connections = list(self.connections)
-        for conn in connections:
-            _shutdown(conn)
+            sockets = list(self.sockets)
+        for sock in sockets:
+            _shutdown(sock)
 
     def finish(self) -> None:
         with self.lock:
             self.done = True
-            self.connections.clear()
+            self.sockets.clear()
 
 
-def _shutdown(conn: Any) -> None:
-    """Shut the connection's socket down: a blocked read in another thread returns."""
-    sock = getattr(conn, "sock", None)
-    if sock is None:
-        return
+def _shutdown(sock: Any) -> None:
+    """Shut a socket down: a read blocked on it in another thread returns at once."""
     with contextlib.suppress(OSError, ValueError, AttributeError):  # already closed
         sock.shutdown(socket.SHUT_RDWR)
 
@@ -381,20 +384,30 @@ def _watched(end: float) -> Iterator[_Watch]:
 
 
 def _register(conn: Any) -> None:
+    """Put the connection's socket under the current request's watch (if any)."""
     watch: _Watch | None = getattr(_CURRENT, "watch", None)
-    if watch is not None:
-        watch.add(conn)
+    sock = getattr(conn, "sock", None)
+    if watch is not None and sock is not None:
+        watch.add(sock)
 
 
 class _HTTPConnection(urllib3.connection.HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
+    def connect(self) -> None:
+        super().connect()
         _register(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _register(self)  # a kept-alive connection: connect() ran for an earlier request
         super().request(*args, **kwargs)
 
 
 class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
+    def connect(self) -> None:
+        super().connect()
         _register(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _register(self)  # a kept-alive connection: connect() ran for an earlier request
         super().request(*args, **kwargs)
 
 
@@ -514,6 +527,10 @@ class Transport:
             known = directories.production_host(url)
             if known is not None:
                 raise RequestFailed(c.ProductionUrl(url.text, known.alias))
+            if url.is_ip and ipaddress.ip_address(url.host).is_global:
+                # A public address cannot be told from a production CA's: a staging CA
+                # is reached by its name (its certificate names it).
+                raise RequestFailed(c.ProductionUrl(url.text, None))
         return url
 
     # -- one request -------------------------------------------------------------------
@@ -738,8 +755,6 @@ def va_get(*, scheme: str, host: str, address: str, port: int, path: str, end: f
 
 
 def _is_ip(host: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -17,6 +17,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
@@ -26,8 +28,6 @@ from acmedryrun.report import SolverErrorKind
 from acmedryrun.solvers._base import Challenge, SolverFailure
 
 DEFAULT_HOOK_TIMEOUT = 120.0
-#: Seconds a cleanup hook may still run after the run's deadline has passed.
-CLEANUP_GRACE = 5.0
 
 #: How much of a failed hook's stderr a problem quotes.
 STDERR_TAIL_LINES = 5
@@ -36,7 +36,9 @@ STDERR_TAIL_CHARS = 500
 #: (MAX_ARG_STRLEN, 128 KiB on Linux); keep well below it.
 AUTH_OUTPUT_MAX_CHARS = 64 * 1024
 #: After SIGTERM, how long a timed-out hook's process group gets before SIGKILL.
-KILL_GRACE_SECONDS = 2.0
+KILL_GRACE_SECONDS = 0.5
+#: How often a running hook is checked for its end, its time limit and a cancel.
+_WAIT_SLICE = 0.02
 
 #: Shell built-ins that are valid hook programs although no file on PATH backs them.
 _SHELL_BUILTINS = frozenset({
@@ -164,27 +166,38 @@ def _read_back(handle: IO[bytes], limit: int) -> str:
     return handle.read().decode("utf-8", "replace")
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the hook's process group, then SIGKILL what is left after a grace period."""
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS) -> None:
+    """SIGTERM the hook's process group, SIGKILL what is left ``grace`` seconds later.
+
+    A ``grace`` of 0 is SIGKILL at once (a cancel: nothing may linger).
+    """
+    if grace > 0:
+        _signal_group(proc, signal.SIGTERM)
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            continue
-        # The shell is gone; its children may linger in the group.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        return
+            pass
+    # The shell may be gone while its children linger in the group: kill them all.
+    _signal_group(proc, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5.0)
 
 
-def run_hook(command: str, env: Mapping[str, str], timeout: float) -> HookResult:
-    """Run ``command`` through ``/bin/sh -c`` like certbot's hooks, bounded by ``timeout``.
+def run_hook(command: str, env: Mapping[str, str], timeout: float, *,
+             cancel: threading.Event | None = None,
+             kill_grace: float = KILL_GRACE_SECONDS) -> HookResult:
+    """Run ``command`` through ``/bin/sh -c`` like certbot's hooks, bounded in time.
 
-    The hook runs in its own session (process group); on timeout the whole
-    group is killed, so a hung ``nsupdate`` or ``sleep`` child goes too.
-    Output goes to temporary files rather than pipes, so a daemon the hook
+    The hook runs in its own session (process group).  After ``timeout`` seconds
+    the whole group gets SIGTERM and, ``kill_grace`` seconds later, SIGKILL, so a
+    hung ``nsupdate`` or ``sleep`` child goes too and the hook never outlives
+    ``timeout + kill_grace``.  Setting ``cancel`` (Ctrl-C, ``cancel=``) kills the group
+    at once.  Output goes to temporary files rather than pipes, so a daemon the hook
     leaves running cannot block the wait.  Stdin is ``/dev/null``: hooks run
     unattended.
     """
@@ -194,14 +207,24 @@ def run_hook(command: str, env: Mapping[str, str], timeout: float) -> HookResult
             env=dict(env), start_new_session=True, close_fds=True,
         )
         timed_out = False
+        end = time.monotonic() + max(0.0, timeout)
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
+            while proc.poll() is None:
+                if cancel is not None and cancel.is_set():
+                    _kill_group(proc, grace=0.0)
+                    break
+                left = end - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    _kill_group(proc, grace=kill_grace)
+                    break
+                try:
+                    proc.wait(timeout=min(_WAIT_SLICE, left))
+                except subprocess.TimeoutExpired:
+                    continue
         finally:
             if proc.poll() is None:  # interrupted (KeyboardInterrupt): leave nothing behind
-                _kill_group(proc)
+                _kill_group(proc, grace=0.0)
         return HookResult(
             returncode=proc.returncode if proc.returncode is not None else -signal.SIGKILL,
             stdout=_read_back(out, AUTH_OUTPUT_MAX_CHARS),
@@ -353,11 +376,18 @@ class ManualHooks:
     def _run(self, which: str, command: str, env: Mapping[str, str],
              challenge: Challenge) -> HookResult:
         shown = redact_command(command)
-        # Never past the run's deadline; a cleanup still gets a few seconds after it.
-        left = challenge.time_left(floor=CLEANUP_GRACE if which == "cleanup" else 0.0)
+        # Never past the challenge's deadline (for a cleanup: the run's one cleanup
+        # budget), the SIGTERM grace included; a cancel kills the hook at once.
+        left = challenge.time_left()
         limit = self.timeout if left is None else min(self.timeout, left)
+        grace = min(KILL_GRACE_SECONDS, limit / 2)
+        if limit <= 2 * _WAIT_SLICE:
+            raise SolverFailure(SolverErrorKind.HOOK_TIMEOUT,
+                                f"{which} hook '{shown}' not run: no time was left for it")
+        deadline = challenge.deadline
+        cancel = deadline.cancel_event if deadline is not None else None
         try:
-            result = run_hook(command, env, limit)
+            result = run_hook(command, env, limit - grace, cancel=cancel, kill_grace=grace)
         except OSError as exc:  # /bin/sh missing, fork failed, no temp dir
             raise SolverFailure(SolverErrorKind.HOOK_FAILED,
                                 f"{which} hook '{shown}' could not be started: {exc}") from exc
@@ -365,6 +395,9 @@ class ManualHooks:
             raise SolverFailure(SolverErrorKind.HOOK_TIMEOUT, failure_detail(
                 f"{which} hook '{shown}' did not finish within {limit:.3g} s;"
                 " its process group was killed", result))
+        if cancel is not None and cancel.is_set():
+            raise SolverFailure(SolverErrorKind.HOOK_FAILED,
+                                f"{which} hook '{shown}' was killed: the run was cancelled")
         if result.returncode != 0:
             raise SolverFailure(SolverErrorKind.HOOK_FAILED, failure_detail(
                 f"{which} hook '{shown}' {_exit_text(result)}", result))
