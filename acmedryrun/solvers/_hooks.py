@@ -178,10 +178,8 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS
     """
     if grace > 0:
         _signal_group(proc, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
     # The shell may be gone while its children linger in the group: kill them all.
     _signal_group(proc, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
