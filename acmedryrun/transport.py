@@ -34,8 +34,8 @@ import contextlib
 import email.utils
 import enum
 import heapq
-import ipaddress
 import http.client
+import ipaddress
 import itertools
 import json
 import logging
