@@ -737,10 +737,12 @@ def _validation_port(solver: Solver) -> int:
     A production CA always dials port 80; a local test CA (Pebble's ``httpPort``)
     may dial another, and the standalone responder is then bound there.
     """
-    from acmedryrun.solvers.http01 import HTTP01Standalone
+    from acmedryrun.solvers.http01 import HTTP01Standalone, HTTP01Webroot
 
     if isinstance(solver, HTTP01Standalone):
         return solver.bound_port or solver.port
+    if isinstance(solver, HTTP01Webroot):
+        return solver.port  # the web server behind it (--webroot-port)
     return 80
 
 
