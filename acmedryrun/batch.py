@@ -14,6 +14,9 @@ commas, optionally followed by ``key=value`` options (``key-type``, ``profile``,
 
     example.com www.example.com
     shop.example.net key-type=rsa2048   # this customer's server wants RSA
+
+(The README's "Batches" section documents it for users.)  ``skip`` resumes an
+interrupted batch; where the reports go, safely, is :mod:`acmedryrun.batch_output`.
 """
 
 from __future__ import annotations

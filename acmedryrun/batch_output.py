@@ -16,9 +16,10 @@ Then :class:`ReportWriter` writes each report as one ``write(2)`` of
 ``json + "\\n"``, followed by ``fsync`` on a regular file, so that a crash, a
 ``kill -9`` or a power cut leaves whole lines and at most one torn last line,
 which :func:`read_output` recognises (it has no final newline) and the resumed
-batch cuts off before it appends.  (``fsync`` cost measured on this project's
-2-core VM, ext4 on virtio: about 0.2-0.25 ms a line, against at least 45 ms for
-a dry run against a local Pebble; see the README's batch section.)
+batch cuts off before it appends.  ``fsync`` cost, measured on this project's
+2-core VM (ext4 on virtio): 0.20-0.25 ms a line alone; a 200-run batch against a
+local Pebble at concurrency 10 took 8.18 s with it, 7.89 s without (medians of 3),
+and a run against a real staging CA takes seconds.
 """
 
 from __future__ import annotations

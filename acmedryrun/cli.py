@@ -192,6 +192,7 @@ def cmd_batch(args: argparse.Namespace, out: Output) -> int:
     report is then written as one whole line as its run ends.
     """
     import collections
+    import threading
 
     from acmedryrun.batch import BatchJob, Summary, dry_run_many, parse_batch
     from acmedryrun.batch_output import ReportWriter, check_output, check_stdout, read_output
@@ -259,27 +260,39 @@ def cmd_batch(args: argparse.Namespace, out: Output) -> int:
                      + (f"; its incomplete last line ({resume.torn} bytes) is dropped"
                         if resume.torn else ""))
 
+    cancel = threading.Event()
+    closed = False  # the reader of stdout went away (``batch FILE | head``)
+
     def on_report(job: BatchJob, report: Report) -> None:
-        if writer is not None:  # the line is on disk before it is shown
-            writer.write(report.to_json(indent=None))
+        nonlocal closed
+        if writer is not None and not closed:  # the line is on disk before it is shown
+            try:
+                writer.write(report.to_json(indent=None))
+            except BrokenPipeError:
+                closed = True
+                cancel.set()  # nobody reads the reports: stop, as on Ctrl-C
+                return
         progress.done(job, report)
 
     results: list[tuple[BatchJob, Report]] = []
     interrupted = False
     try:
         results = dry_run_many(jobs, solver=solver_or_factory, concurrency=args.concurrency,
-                               pace=args.pace, on_report=on_report, on_invalid=on_invalid,
-                               skip=resume.done() if resume else None, on_skip=on_skip,
-                               on_start=on_start, **_option_values(options))
+                               pace=args.pace, cancel=cancel, on_report=on_report,
+                               on_invalid=on_invalid, skip=resume.done() if resume else None,
+                               on_skip=on_skip, on_start=on_start, **_option_values(options))
     except KeyboardInterrupt:
         interrupted = True
-        results = progress.results
     finally:
         if writer is not None:
             writer.close()
+    if interrupted or closed:
+        interrupted = True
+        results = progress.results  # the runs whose report was written and shown
     summary = Summary.of(results, len(jobs) - invalid, len(errors) + invalid, resumed)
     then = (f"to go on: the same command with --resume (it skips what {args.output} holds)"
-            if interrupted and args.output and not args.resume else None)
+            if interrupted and args.output and not args.resume
+            else "stdout was closed: nobody read the reports" if closed else None)
     progress.finish(summary, interrupted, resuming=resume is not None, then=then)
     if interrupted:
         return EX_INTERRUPTED

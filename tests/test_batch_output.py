@@ -115,6 +115,11 @@ def _a_directory(tmp: Path, names: Path) -> list[str]:
     return ["--output", str(tmp)]
 
 
+def _a_fifo(tmp: Path, names: Path) -> list[str]:
+    os.mkfifo(tmp / "reports.jsonl")  # opening it for writing would block until read
+    return ["--output", str(tmp / "reports.jsonl")]
+
+
 def _resume_without_output(tmp: Path, names: Path) -> list[str]:
     return ["--resume"]
 
@@ -140,6 +145,7 @@ REFUSALS: dict[str, tuple[Callable[[Path, Path], list[str]], str]] = {
     "missing directory": (_missing_directory, "does not exist"),
     "parent is a file": (_parent_is_a_file, "is not a directory"),
     "a directory": (_a_directory, "is a directory"),
+    "a fifo": (_a_fifo, "is not a regular file"),
     "--resume without --output": (_resume_without_output, "--resume needs --output"),
     "--resume a foreign file": (_resume_a_foreign_file, "notes.txt:1 is not a report line"),
     "--resume a broken middle line": (_resume_a_file_with_a_broken_middle_line,
@@ -179,6 +185,21 @@ def test_stdout_appended_to_the_input_is_exit_64(
             stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60, check=False)
     assert proc.returncode == 64, proc.stderr
     assert "stdout is the same file as the batch file" in proc.stderr
+    assert snapshot(tmp_path) == before
+    assert listener.connections == 0
+
+
+def test_a_bad_batch_wide_option_is_one_usage_error_not_one_per_line(
+    tmp_path: Path, listener: CountingListener
+) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"n{i}.example.com\n" for i in range(50)))
+    before = snapshot(tmp_path)
+    proc = cli(*batch_args(listener.url, names, "--ca-bundle", str(tmp_path / "nope.pem"),
+                           "--output", str(tmp_path / "out.jsonl")))
+    assert proc.returncode == 64
+    assert proc.stderr == f"acmedryrun: error: --ca-bundle: {tmp_path / 'nope.pem'} is not a" \
+                          " readable file\n"
     assert snapshot(tmp_path) == before
     assert listener.connections == 0
 
@@ -354,3 +375,24 @@ def test_a_10000_line_batch_goes_on_where_it_stopped(pebble: LocalPebble, tmp_pa
     with capsys.disabled():
         print(f"\n10,000-line batch, 9,990 resumed, 10 run: {took:.1f} s")
     assert took < 60
+
+
+def test_a_closed_stdout_stops_the_batch_cleanly_not_as_a_bug(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    """``acmedryrun batch FILE | head -1``: the batch stops (130), no traceback, no exit 70."""
+    path = tmp_path / "names.txt"
+    path.write_text("".join(f"p{i}-{os.getpid()}.pipe.example.com\n" for i in range(20)))
+    proc = subprocess.Popen([sys.executable, "-m", "acmedryrun",
+                             *pebble_args(pebble, path, "--concurrency", "1")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 130, stderr
+    validate_report(json.loads(first))
+    assert "stdout was closed" in stderr
+    assert "Traceback" not in stderr
+    assert summary_of(stderr)["not_run"] > 0
