@@ -14,10 +14,14 @@ commas, optionally followed by ``key=value`` options (``key-type``, ``profile``,
 
     example.com www.example.com
     shop.example.net key-type=rsa2048   # this customer's server wants RSA
+
+(The README's "Batches" section documents it for users.)  ``skip`` resumes an
+interrupted batch; where the reports go, safely, is :mod:`acmedryrun.batch_output`.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import math
@@ -129,6 +133,9 @@ def dry_run_many(
     cancel: threading.Event | None = None,
     on_report: Callable[[BatchJob, Report], None] | None = None,
     on_invalid: Callable[[BatchJob, str], None] | None = None,
+    skip: Mapping[frozenset[str], int] | None = None,
+    on_skip: Callable[[BatchJob, frozenset[str]], None] | None = None,
+    on_start: Callable[[], None] | None = None,
     **options: Any,
 ) -> list[tuple[BatchJob, Report]]:
     """Dry-run many certificates with bounded concurrency and one shared account.
@@ -148,6 +155,13 @@ def dry_run_many(
         on_invalid: Called with each job whose arguments are bad (an unknown key
             type, a malformed name), which is then skipped; without it, the first
             bad job raises :class:`UsageError`.
+        skip: Certificates already checked (resuming an interrupted batch): for each
+            set of identifiers (as the reports spell them: lower case, A-labels),
+            how many jobs with exactly that set to skip.
+        on_skip: Called with each job skipped that way, and its identifier set.
+        on_start: Called once after every job was checked and the shared solver
+            opened, before the first request (open the output here: an error it
+            raises ends the batch with nothing sent).
         **options: Any other :func:`acmedryrun.dry_run` keyword (``timeout`` is per
             run; ``account_key`` defaults to one fresh key shared by every run).
 
@@ -186,26 +200,50 @@ def dry_run_many(
             return job.solver  # type: ignore[no-any-return]
         return shared if shared is not None else solver()
 
+    # The batch-wide options (directory, CA bundle, resolver, EAB, ...) are checked once:
+    # a bad one is the batch's usage error, not every line's.  (A name that always
+    # parses stands in for the lines' names.)
+    opts.plan(["example.com"], base)
     # Every line's arguments are checked before any run starts; a bad line is reported
-    # and skipped, the others still run.
+    # and skipped, the others still run.  The CA bundle, checked above, is not read
+    # again for each of thousands of lines (6 s for 10,000).
     planned: list[tuple[BatchJob, Options]] = []
+    to_skip = collections.Counter(skip or {})
+    skipped = 0
     for job in (j if isinstance(j, BatchJob) else BatchJob(tuple(j)) for j in jobs):
         try:
             line_options = dataclasses.replace(base, solver=solver_for(job), **job.options)
-            opts.plan(list(job.identifiers), line_options)
+            checked = opts.plan(list(job.identifiers),
+                                dataclasses.replace(line_options, ca_bundle=None))
         except UsageError as exc:
             if on_invalid is None:
                 raise
             on_invalid(job, str(exc))
             continue
+        names = frozenset(i.value for i in checked.idents)
+        if to_skip[names] > 0:
+            to_skip[names] -= 1
+            skipped += 1
+            if on_skip is not None:
+                on_skip(job, names)
+            continue
         planned.append((job, line_options))
-    if not planned:
+    if not planned and not skipped:
         raise UsageError("batch: no certificate to check")
     cancel = cancel or threading.Event()
     if shared is not None and all(job.solver is not None for job, _ in planned):
         shared = None  # every job brings its own: bind nothing for the batch's
     if shared is not None:
         shared.open()  # bind once: a port in use is a usage error before any run
+    try:
+        if on_start is not None:
+            on_start()
+    except BaseException:
+        if shared is not None:
+            shared.close()
+        raise
+    if not planned:
+        return []
     pacer = _Pacer(pace, cancel)
     lock = threading.Lock()
     finished: list[tuple[BatchJob, Report]] = []
@@ -254,9 +292,26 @@ def dry_run_many(
     return finished
 
 
+#: How many problem names a batch summary lists.
+TOP_PROBLEMS = 5
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """Counts of a batch by verdict."""
+    """Counts of a batch by verdict, and its most frequent decisive problems.
+
+    Attributes:
+        total: Lines holding a certificate (readable or not).
+        likely_success: Reports with that verdict (resumed ones included).
+        client_error: Likewise.
+        staging_unstable: Likewise.
+        unreadable_lines: Lines that could not be read or whose arguments are bad.
+        not_run: Certificates that got no report (the batch was interrupted).
+        resumed: Certificates whose report an earlier, interrupted batch had
+            written already (``--resume``); counted in the verdicts too.
+        problems: The most frequent names of decisive (fatal or error) problems,
+            each with the number of reports it appears in, most frequent first.
+    """
 
     total: int
     likely_success: int
@@ -264,21 +319,37 @@ class Summary:
     staging_unstable: int
     unreadable_lines: int
     not_run: int
+    resumed: int = 0
+    problems: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def of(cls, results: Sequence[tuple[BatchJob, Report]], planned: int,
-           unreadable: int) -> Summary:
-        """Count ``results`` of a batch that planned ``planned`` runs."""
+           unreadable: int, resumed: Sequence[Mapping[str, Any]] = ()) -> Summary:
+        """Count ``results`` of a batch that planned ``planned`` runs.
+
+        ``resumed`` holds the JSON reports of the certificates skipped because an
+        earlier batch had checked them (``planned`` counts them too).
+        """
         counts = {"likely_success": 0, "client_error": 0, "staging_unstable": 0}
+        names: collections.Counter[str] = collections.Counter()
         for _, report in results:
             counts[report.verdict.value] += 1
+            names.update({p.name for p in report.problems if p.severity.decisive})
+        for data in resumed:
+            counts[data["verdict"]] += 1
+            names.update({str(p["name"]) for p in data.get("problems") or ()
+                          if isinstance(p, dict) and isinstance(p.get("name"), str)
+                          and p.get("severity") in ("fatal", "error")})
         return cls(total=planned + unreadable, unreadable_lines=unreadable,
-                   not_run=planned - len(results), **counts)
+                   not_run=planned - len(results) - len(resumed), resumed=len(resumed),
+                   problems=tuple(sorted(names.items(), key=lambda kv: (-kv[1], kv[0]))
+                                  [:TOP_PROBLEMS]), **counts)
 
     def to_dict(self) -> dict[str, int]:
-        """The counts as JSON-ready data."""
+        """The counts as JSON-ready data (``problems`` aside)."""
         return {
             "total": self.total, "likely_success": self.likely_success,
             "client_error": self.client_error, "staging_unstable": self.staging_unstable,
             "unreadable_lines": self.unreadable_lines, "not_run": self.not_run,
+            "resumed": self.resumed,
         }

@@ -11,7 +11,6 @@ that need them, so ``acmedryrun --help`` stays quick.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -64,6 +63,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                      help="bind address for it (default all)")
     sol.add_argument("--webroot", metavar="DIR",
                      help="http-01 by writing files under DIR/.well-known/acme-challenge/")
+    sol.add_argument("--webroot-port", type=_port, metavar="N",
+                     help="the port the web server behind --webroot listens on, for the"
+                     " self-check (default 80)")
     sol.add_argument("--dns-01-auth-hook", metavar="CMD",
                      help="dns-01: CMD gets CERTBOT_DOMAIN, CERTBOT_VALIDATION, ... (exactly"
                      " certbot's manual-hook environment for dns-01: no CERTBOT_TOKEN)")
@@ -122,8 +124,10 @@ def _solver(args: argparse.Namespace) -> Solver:
         raise UsageError("--dns-01-cleanup-hook needs --dns-01-auth-hook")
     if args.http_01_cleanup_hook and not args.http_01_auth_hook:
         raise UsageError("--http-01-cleanup-hook needs --http-01-auth-hook")
+    if args.webroot_port and not args.webroot:
+        raise UsageError("--webroot-port needs --webroot")
     if args.webroot:
-        return solvers.HTTP01Webroot(args.webroot)
+        return solvers.HTTP01Webroot(args.webroot, port=args.webroot_port or 80)
     if args.dns_01_auth_hook:
         return solvers.DNS01Hook(args.dns_01_auth_hook, args.dns_01_cleanup_hook,
                                  timeout=min(120.0, args.timeout))
@@ -181,58 +185,115 @@ def _options(args: argparse.Namespace) -> Options:
 
 
 def cmd_batch(args: argparse.Namespace, out: Output) -> int:
-    """``acmedryrun batch FILE``: many dry runs, JSON Lines out, a summary at the end."""
+    """``acmedryrun batch FILE``: many dry runs, JSON Lines out, a summary at the end.
+
+    Before the first run: the output is checked (not an input file, its directory
+    exists) and, resuming, read; it is opened when every line was checked.  Each
+    report is then written as one whole line as its run ends.
+    """
+    import collections
+    import threading
+
     from acmedryrun.batch import BatchJob, Summary, dry_run_many, parse_batch
+    from acmedryrun.batch_output import ReportWriter, check_output, check_stdout, read_output
 
     try:
         with open(args.file, encoding="utf-8") as f:
             jobs, errors = parse_batch(f)
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"batch: cannot read {args.file}: {exc}") from exc
+    if args.resume and not args.output:
+        raise UsageError("--resume needs --output FILE (the output of the batch to go on with)")
+    inputs = {"the batch file": args.file, "--account-key": args.account_key,
+              "--ca-bundle": args.ca_bundle, "--renewing": args.renewing}
+    if args.output:
+        check_output(args.output, inputs)
+    else:
+        check_stdout(inputs)
+    resume = read_output(args.output) if args.resume else None
     for err in errors:
         out.line(f"{args.file}:{err.line}: {err.reason}: {err.text.strip()}")
     if not jobs:
         raise UsageError(f"batch: {args.file} holds no certificate to check"
                          + (f" ({len(errors)} unreadable line(s))" if errors else ""))
-    if args.output and os.path.isdir(args.output):
-        raise UsageError(f"--output: {args.output} is a directory")
     options = _options(args)
     solver = _solver(args)
     # A solver with per-run state (dns-01 hooks) gets a fresh instance per run.
     solver_or_factory: Solver | Callable[[], Solver] = (
         solver if solver.shareable else (lambda: _solver(args)))
     _warn_production_limits(jobs, args.directory, out)
-    sink: TextIO | None = None if args.output else sys.stdout
+    # JSON Lines go to --output, or to stdout unless it is a terminal (people read
+    # the failures and the summary on stderr there).
+    to_stdout = not args.output and not sys.stdout.isatty()
+    writer: ReportWriter | None = None
     progress = Progress(out, len(jobs))
     invalid = 0
+    earlier: dict[frozenset[str], collections.deque[Any]] = collections.defaultdict(
+        collections.deque)
+    for data in resume.reports if resume else ():
+        earlier[frozenset(data["identifiers"])].append(data)
+    resumed: list[Any] = []
 
     def on_invalid(job: BatchJob, reason: str) -> None:
         nonlocal invalid
         invalid += 1
+        progress.invalid()
         out.line(f"{args.file}:{job.line}: {reason}")
 
+    def on_skip(job: BatchJob, key: frozenset[str]) -> None:
+        data = earlier[key].popleft()
+        resumed.append(data)
+        progress.skipped(data["verdict"])
+
+    def on_start() -> None:
+        nonlocal writer
+        if args.output:
+            writer = ReportWriter.open(args.output, resume)
+        elif to_stdout:
+            writer = ReportWriter.stdout()
+        else:
+            out.line("reports: stdout is a terminal, so no JSON Lines are written there"
+                     " (give --output FILE, or pipe stdout)")
+        if resume is not None:
+            out.line(f"--resume: {len(resumed)} certificate(s) already in {args.output},"
+                     f" {progress.planned - len(resumed)} to go"
+                     + (f"; its incomplete last line ({resume.torn} bytes) is dropped"
+                        if resume.torn else ""))
+
+    cancel = threading.Event()
+    closed = False  # the reader of stdout went away (``batch FILE | head``)
+
     def on_report(job: BatchJob, report: Report) -> None:
-        nonlocal sink
-        if sink is None:  # opened at the first report: a usage error leaves no file
-            sink = open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-        sink.write(report.to_json(indent=None) + "\n")
-        sink.flush()
+        nonlocal closed
+        if writer is not None and not closed:  # the line is on disk before it is shown
+            try:
+                writer.write(report.to_json(indent=None))
+            except BrokenPipeError:
+                closed = True
+                cancel.set()  # nobody reads the reports: stop, as on Ctrl-C
+                return
         progress.done(job, report)
 
     results: list[tuple[BatchJob, Report]] = []
     interrupted = False
     try:
         results = dry_run_many(jobs, solver=solver_or_factory, concurrency=args.concurrency,
-                               pace=args.pace, on_report=on_report, on_invalid=on_invalid,
-                               **_option_values(options))
+                               pace=args.pace, cancel=cancel, on_report=on_report,
+                               on_invalid=on_invalid, skip=resume.done() if resume else None,
+                               on_skip=on_skip, on_start=on_start, **_option_values(options))
     except KeyboardInterrupt:
         interrupted = True
-        results = progress.results
     finally:
-        if sink is not None and sink is not sys.stdout:
-            sink.close()
-    summary = Summary.of(results, len(jobs) - invalid, len(errors) + invalid)
-    progress.finish(summary, interrupted)
+        if writer is not None:
+            writer.close()
+    if interrupted or closed:
+        interrupted = True
+        results = progress.results  # the runs whose report was written and shown
+    summary = Summary.of(results, len(jobs) - invalid, len(errors) + invalid, resumed)
+    then = (f"to go on: the same command with --resume (it skips what {args.output} holds)"
+            if interrupted and args.output and not args.resume
+            else "stdout was closed: nobody read the reports" if closed else None)
+    progress.finish(summary, interrupted, resuming=resume is not None, then=then)
     if interrupted:
         return EX_INTERRUPTED
     if summary.client_error or summary.unreadable_lines:
@@ -294,7 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--pace", type=_pace, default=0.0, metavar="SECONDS",
                        help="minimum seconds between run starts (default 0)")
     batch.add_argument("--output", metavar="FILE",
-                       help="write the JSON Lines reports here instead of stdout")
+                       help="write the JSON Lines reports here instead of stdout (replaced;"
+                       " never one of the batch's input files)")
+    batch.add_argument("--resume", action="store_true",
+                       help="go on with an interrupted batch: skip the certificates --output"
+                       " already holds a report for, and append the others")
     _add_common(batch)
     from acmedryrun import certbot_cmd
 

@@ -70,6 +70,9 @@ POLL_CAP = 5.0
 #: some CAs decide in the authorization and leave the order pending).
 AUTHZ_CHECK_FIRST = 1.0
 AUTHZ_CHECK_CAP = 8.0
+#: A hook killed this close to the run's deadline was cut short by it (hooks are killed
+#: a little before the deadline, so that they never outlive it).
+DEADLINE_CUT = 1.0
 
 
 class ProductionRefused(UsageError):
@@ -631,7 +634,9 @@ class Run:
                 raise  # a bug in acmedryrun's own solver: exit 70, never a verdict
             # A custom solver is the subscriber's (or their ACME client's) code.
             failure = c.SolverError(SolverErrorKind.OTHER, acme_describe(exc))
-        if self.deadline.expired and not self.deadline.cancelled:
+        cut = isinstance(failure, c.SolverError) and failure.kind is SolverErrorKind.HOOK_TIMEOUT \
+            and self.deadline.remaining() < DEADLINE_CUT
+        if (self.deadline.expired or cut) and not self.deadline.cancelled:
             # What the solver said as it was cut short (a hook's last output) is kept.
             said = f"; {failure.detail}" if isinstance(failure, c.SolverError) \
                 and failure.detail else ""
@@ -737,10 +742,12 @@ def _validation_port(solver: Solver) -> int:
     A production CA always dials port 80; a local test CA (Pebble's ``httpPort``)
     may dial another, and the standalone responder is then bound there.
     """
-    from acmedryrun.solvers.http01 import HTTP01Standalone
+    from acmedryrun.solvers.http01 import HTTP01Standalone, HTTP01Webroot
 
     if isinstance(solver, HTTP01Standalone):
         return solver.bound_port or solver.port
+    if isinstance(solver, HTTP01Webroot):
+        return solver.port  # the web server behind it (--webroot-port)
     return 80
 
 

@@ -49,7 +49,10 @@ def test_two_hundred_names_each_get_the_right_verdict_and_the_summary_adds_up(
     assert set(verdicts) == set(names)
     for name, verdict in verdicts.items():
         assert verdict == ("client_error" if name in broken else "likely_success"), name
-    summary = dict(line.split() for line in proc.stderr.splitlines()[-6:])
+    lines = proc.stderr.splitlines()
+    table = lines.index("most frequent problems:")
+    summary = dict(line.split() for line in lines[table - 6:table])
+    assert lines[table + 1:] == ["  ValidationConnection      10"]
     assert int(summary["total"]) == 200
     assert int(summary["likely_success"]) == 190
     assert int(summary["client_error"]) == 10

@@ -166,21 +166,29 @@ class HTTP01Webroot(Solver):
 
     Args:
         path: The web server's document root for every name of the run.
+        port: The port that web server listens on (``--webroot-port``), where the
+            self-check asks for the file.  A public CA always validates on port 80
+            (RFC 8555 section 8.3), so anything else needs a forwarding from 80 (a
+            local test CA may dial it directly).
     """
 
     challenge_type: ClassVar[str] = "http-01"
     supports_ip: ClassVar[bool] = True
     shareable: ClassVar[bool] = True
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, port: int = 80) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise UsageError(f"--webroot-port: {port!r} is not a port number (1-65535)")
         self.path = Path(path)
+        self.port = port
         self._created: list[Path] = []
         # Shared by concurrent runs in batch mode: open/close nest, prepare is serialized.
         self._lock = threading.Lock()
         self._users = 0
 
     def describe(self) -> str:
-        return f"http-01 webroot {self.path}"
+        served = f", served on port {self.port}" if self.port != 80 else ""
+        return f"http-01 webroot {self.path}{served}"
 
     @property
     def challenge_dir(self) -> Path:
