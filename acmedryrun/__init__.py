@@ -5,7 +5,8 @@
     >>> report.verdict, report.prod_likely_to_succeed
 
 The whole public interface is in the README's cheat sheet; the failure taxonomy
-(whose fault is what) is in TAXONOMY.md and ``acmedryrun explain NAME``.
+(whose fault is what, every problem name) is in ``docs/TAXONOMY.md``, generated from
+:mod:`acmedryrun.taxonomy`, and ``acmedryrun explain NAME`` prints one entry.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from acmedryrun.options import Eab, Options
 from acmedryrun.report import (
     Cause,
     CertificateSummary,
+    ChallengeType,
     Confidence,
     DryRunFailed,
     Event,
+    EventKind,
     Problem,
     Report,
     RequestStats,
@@ -50,10 +53,12 @@ __all__ = [
     "Cancelled",
     "Cause",
     "CertificateSummary",
+    "ChallengeType",
     "Confidence",
     "DryRunFailed",
     "Eab",
     "Event",
+    "EventKind",
     "Options",
     "Problem",
     "Report",

@@ -81,9 +81,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                      help="standalone tls-alpn-01 responder port (RFC 8737)")
     sol.add_argument("--tls-alpn-01-address", default="", metavar="ADDR",
                      help="bind address for it (default all)")
-    p.add_argument("--key-type", default="ec256",
+    p.add_argument("--key-type", default=None,
                    choices=("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"),
-                   help="certificate key type (default ec256)")
+                   help="certificate key type (default ec256; not with --csr)")
     p.add_argument("--account-key", metavar="FILE",
                    help="reuse an account; created (mode 0600) if the file does not exist")
     p.add_argument("--email", metavar="ADDR", help="contact address for a new account")
@@ -153,6 +153,10 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("-d: empty name")
     options = _options(args)
     csr = read_input(args.csr, "--csr") if args.csr else None
+    if csr is not None:
+        from acmedryrun.certs import load_csr
+
+        load_csr(csr, args.csr)  # a bad CSR's message names the file (plan() checks it again)
     out.header = f"acmedryrun: dry run for {', '.join(args.domains) or args.csr} against" \
                  f" {args.directory}"
     options = dataclasses.replace(options, solver=_solver(args), csr=csr)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from acmedryrun.errors import UsageError
-from acmedryrun.report import SolverErrorKind
+from acmedryrun.report import ChallengeType, SolverErrorKind
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
 #: RFC 8555 section 8.3: the path the CA fetches.
@@ -75,7 +75,7 @@ class HTTP01Standalone(Solver):
             and IPv6.
     """
 
-    challenge_type: ClassVar[str] = "http-01"
+    challenge_type: ClassVar[ChallengeType] = "http-01"
     supports_ip: ClassVar[bool] = True
     shareable: ClassVar[bool] = True
 
@@ -172,7 +172,7 @@ class HTTP01Webroot(Solver):
             local test CA may dial it directly).
     """
 
-    challenge_type: ClassVar[str] = "http-01"
+    challenge_type: ClassVar[ChallengeType] = "http-01"
     supports_ip: ClassVar[bool] = True
     shareable: ClassVar[bool] = True
 
