@@ -390,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     from acmedryrun.chaos.cli import add_parser as add_chaos_parser
 
     add_chaos_parser(sub)
+    explain = sub.add_parser("explain", help="print a problem's cause, meaning and hint"
+                             " (every name: docs/TAXONOMY.md)")
+    explain.add_argument("name", metavar="NAME", help="a problem name, e.g."
+                         " ValidationConnection (case does not matter)")
+    explain.set_defaults(verbose=0)
     return parser
 
 
@@ -434,6 +439,23 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
         return EX_UNAVAILABLE
 
 
+def cmd_explain(args: argparse.Namespace, out: Output) -> int:
+    """``acmedryrun explain NAME``: one entry of the taxonomy on stdout (acmedryrun.taxonomy).
+
+    An unknown name is a usage error that suggests close ones.
+    """
+    from acmedryrun.render import terminal_width, wrap
+    from acmedryrun.taxonomy import explain
+
+    text = explain(args.name)
+    width = terminal_width(sys.stdout) if sys.stdout.isatty() else None
+    for line in text.splitlines():
+        indent = line[:len(line) - len(line.lstrip())]
+        for part in wrap(line.strip(), width, indent, indent + "  "):
+            print(part)
+    return 0
+
+
 def _chaos_run(args: argparse.Namespace, stream: TextIO) -> int:
     from acmedryrun.chaos.cli import run
 
@@ -447,6 +469,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "proxy": cmd_proxy,
     "demo": cmd_demo,
     "chaos": lambda args, out: _chaos_run(args, out.stream),
+    "explain": cmd_explain,
 }
 
 
