@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -307,7 +308,8 @@ def test_csr_without_key_type_is_issued_by_pebble(pebble: LocalPebble, unique_na
 
 
 @pytest.mark.parametrize(("name", "solver", "problem"), [
-    ("*.policy.example.org", [], "WildcardNeedsDns01"),
+    ("*.policy.example.org", ["--http-01-address", "127.0.0.1", "--http-01-port", "FREE"],
+     "WildcardNeedsDns01"),
     ("192.0.2.1", ["--dns-01-auth-hook", "/bin/true"], "IpNeedsHttpOrTlsAlpn"),
 ])
 def test_policy_outcomes_stay_client_error_verdicts(
@@ -316,8 +318,11 @@ def test_policy_outcomes_stay_client_error_verdicts(
     """The line between the two: a well-formed name that the challenge type or a CA's
     policy refuses is a ``client_error`` report (exit 1) with a hint, not a usage error
     (and still no request: the CA need not be asked to find that out)."""
+    with socket.socket() as s:  # the standalone responder binds a free loopback port
+        s.bind(("127.0.0.1", 0))
+        free = str(s.getsockname()[1])
     proc = cli("check", "-d", name, "--directory", listener.url,
-               *solver, "--json", cwd=tmp_path)
+               *(free if a == "FREE" else a for a in solver), "--json", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     fatal = [p for p in report_json(proc)["problems"] if p["severity"] == "fatal"]
     assert [p["name"] for p in fatal] == [problem]

@@ -86,6 +86,7 @@ def test_event_kind_is_a_str_enum_and_strings_still_compare() -> None:
 def test_a_run_hands_out_only_event_kinds_and_steps() -> None:
     events: list[Event] = []
     report = acmedryrun.dry_run(["a.example.org"], directory="https://127.0.0.1:9/dir",
+                                solver=HTTP01Standalone(port=0, address="127.0.0.1"),
                                 preflight=False, timeout=5, on_event=events.append)
     assert report.verdict is not acmedryrun.Verdict.LIKELY_SUCCESS
     kinds = {e.kind for e in events}
