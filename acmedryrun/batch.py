@@ -194,6 +194,11 @@ def dry_run_many(
         key = certs.jwk_from_private(fresh)
     base = dataclasses.replace(
         base, account_key=key or certs.jwk_from_private(certs.generate_key("ec256")))
+    if base.ct and base.ct_cache is None:
+        from acmedryrun.production.ct import CtCache
+
+        # One Certificate Transparency look-up per registered domain for the whole batch.
+        base = dataclasses.replace(base, ct_cache=CtCache())
 
     def solver_for(job: BatchJob) -> Solver:
         if job.solver is not None:

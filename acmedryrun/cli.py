@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from acmedryrun.arguments import Parser as _Parser
+from acmedryrun.arguments import duration as _duration
 from acmedryrun.arguments import pace as _pace
 from acmedryrun.arguments import port as _port
 from acmedryrun.arguments import positive_int as _positive_int
@@ -108,6 +109,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="the CA's CAA issuer domain (repeatable; default from the directory)")
     p.add_argument("--timeout", type=_seconds, default=300.0, metavar="SECONDS",
                    help="overall deadline (default 300)")
+    p.add_argument("--patience", type=_duration, metavar="DURATION",
+                   help="keep retrying a staging_unstable run this long (e.g. 10m), with"
+                   " growing spacing, until a conclusive verdict")
+    p.add_argument("--no-ct", dest="ct", action="store_false",
+                   help="skip the Certificate Transparency rate-limit look-up")
+    p.add_argument("--ct-url", metavar="URL",
+                   help="CT search endpoint (default crt.sh's JSON interface)")
+    p.add_argument("--production-policy", metavar="CA",
+                   help="whose production rate limits apply (letsencrypt, google, buypass;"
+                   " default: the known directory's)")
 
 
 def _solver(args: argparse.Namespace) -> Solver:
@@ -181,6 +192,10 @@ def _options(args: argparse.Namespace) -> Options:
         reference_directory=args.reference_directory,
         allow_production=args.allow_production,
         renewing=args.renewing,
+        ct=args.ct,
+        ct_url=args.ct_url,
+        production_policy=args.production_policy,
+        patience=getattr(args, "patience", None),
     )
 
 

@@ -15,6 +15,7 @@ the :class:`~acmedryrun.classify.Context` the run has gathered).
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ from acmedryrun.report import (
     Step,
     StepResult,
     StepStatus,
+    Validation,
 )
 from acmedryrun.solvers import Challenge, Solver, SolverFailure
 from acmedryrun.transport import Transport
@@ -125,6 +127,8 @@ class Run:
         self.chain_pem: bytes | None = None
         self.order: acme.Order | None = None
         self.run_authzs: list[Url] = []
+        #: Per identifier as ordered: the challenge type the CA validated it with today.
+        self.fresh: dict[str, str] = {}
         self.prepared: list[Challenge] = []
         self.self_check_passed: frozenset[str] = frozenset()
         self.self_check_failed: frozenset[str] = frozenset()
@@ -132,6 +136,9 @@ class Run:
         self.twin = ProductionTwin(plan.target.reference_url)
         self.comparison = compare.TwinComparison()
         self._reach: c.Reach | None = None
+        self._ct_thread: threading.Thread | None = None
+        self._ct_problems: list[Problem] | None = None
+        self._ct_reasons: tuple[str, ...] = ()
 
     # -- the sequence ---------------------------------------------------------------------
 
@@ -144,6 +151,7 @@ class Run:
         """
         try:
             if self.check_locally():
+                self.start_ct()
                 directory = self.get_directory()
                 self.production_checks(directory)
                 self.register()
@@ -160,6 +168,7 @@ class Run:
         finally:
             try:
                 self.cleanup()
+                self.finish_ct()
             finally:
                 self.transport.close()
         if self.deadline.cancelled:
@@ -396,6 +405,8 @@ class Run:
                 answer = acme.answer_challenge(self._client(), ref)
                 if answer.status == "invalid":
                     self._invalid(a, answer)
+                if answer.status == "valid":
+                    self.fresh[a.domain] = answer.type
                 answered.append((a, answer))
             self.await_validation(answered)
 
@@ -443,6 +454,7 @@ class Run:
                             None)
                 if current.status == "valid":
                     done.add(authz.url.text)
+                    self.fresh[current.domain] = ref.type
                 elif current.status == "invalid" or (mine is not None
                                                      and mine.status == "invalid"):
                     self._invalid(current, mine)
@@ -469,6 +481,9 @@ class Run:
         def poll_round() -> bool:
             nonlocal order, check_at, check_every
             order = acme.get_order(client, order.url, step=Step.CHALLENGE, poll=True)
+            if order.status in ("ready", "processing", "valid"):
+                # RFC 8555 section 7.1.6: every authorization of the order is valid.
+                self.fresh.update((a.domain, r.type) for a, r in answered)
             if order.status != "pending":
                 return True
             if time.monotonic() >= check_at:
@@ -493,6 +508,8 @@ class Run:
             return
         for authz, ref in answered:
             current = acme.get_authorization(client, authz.url, step=Step.CHALLENGE)
+            if current.status == "valid":
+                self.fresh[current.domain] = ref.type
             if current.status not in ("valid", "pending"):
                 mine = next((ch for ch in current.challenges if ch.url.text == ref.url.text),
                             None)
@@ -579,6 +596,60 @@ class Run:
                         f"the CA answered the deactivation of {authz.domain} with status"
                         f" {authz.status!r}, not 'deactivated'")), step=Step.CLEANUP,
                         identifier=authz.domain, severity=Severity.WARNING))
+
+    def start_ct(self) -> None:
+        """Production's rate limits from Certificate Transparency, beside the run.
+
+        For a known public CA (or ``--production-policy``): the certificates it issued
+        lately for this run's registered domains (read-only GETs, in a thread of their
+        own so that a slow CT log costs the run no time).  No answer is a notice.
+        """
+        plan = self.plan
+        if plan.ct_policy is None:
+            return
+        from acmedryrun.production import ct
+        from acmedryrun.transport import Purpose, Resource
+
+        def fetch(url: str, timeout: float) -> bytes:
+            try:
+                resp = self.transport.request("GET", url, resource=Resource.CT,
+                                              purpose=Purpose.PRODUCTION, budget=timeout,
+                                              accept="application/json")
+            except RequestFailed as exc:
+                raise ct.CtFetchError(str(getattr(exc.obs, "detail", "") or exc.obs)) from exc
+            if resp.status != 200:
+                raise ct.CtFetchError(f"HTTP {resp.status}")
+            return resp.body
+
+        policy = plan.ct_policy
+        names = [i.value for i in plan.idents]
+
+        def look() -> None:
+            forecast = ct.check_rate_limits(names, policy, fetch=fetch, cache=plan.ct_cache,
+                                            url=plan.ct_url)
+            self._ct_problems = list(forecast.problems)
+            self._ct_reasons = tuple(forecast.reasons)
+
+        self._ct_thread = threading.Thread(target=look, name="acmedryrun-ct", daemon=True)
+        self._ct_thread.start()
+
+    def finish_ct(self) -> None:
+        """Wait (within the deadline) for the CT look-up and add what it predicts."""
+        thread = self._ct_thread
+        if thread is None:
+            return
+        thread.join(max(0.0, self.deadline.remaining()) + 0.5)
+        if thread.is_alive() or self._ct_problems is None:
+            self._ct_problems = [Problem(
+                name="CtUnavailable", cause=None, severity=Severity.INFO, step=Step.ORDER,
+                detail=f"no answer from {self.plan.ct_url} within the run's deadline",
+                hint="Production's rate limits were not checked from Certificate"
+                " Transparency; the staging verdict stands. --no-ct skips the look-up.")]
+        for problem in self._ct_problems:
+            self.add(problem)
+        if self._ct_reasons:
+            self.twin = dataclasses.replace(
+                self.twin, reasons=self.twin.reasons + self._ct_reasons)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -703,7 +774,10 @@ class Run:
         problems = list(self.problems)
         if self.retries and not any(p.severity.decisive for p in problems):
             problems.append(survived_retries_warning(len(self.retries), self.retries[0].step))
-        decision = decide(problems, self.retries)
+        validated = tuple(Validation(i.value, self.fresh.get(i.value), i.value in self.fresh)
+                          for i in self.plan.idents)
+        decision = decide(problems, self.retries,
+                          validated=bool(validated) and all(v.fresh for v in validated))
         stats = self.client.stats if self.client else None
         ran = {s.step: s for s in self.steps}
         steps = tuple(ran.get(step, StepResult(step, StepStatus.SKIPPED, 0.0)) for step in STEPS)
@@ -725,6 +799,7 @@ class Run:
             staging_only_features=self.comparison.staging_only_features,
             production_only_features=self.comparison.production_only_features,
             production_twin=self.twin,
+            validated=validated,
             duration_s=time.monotonic() - self.started,
         )
 
