@@ -14,6 +14,7 @@ the :class:`~acmedryrun.classify.Context` the run has gathered).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import threading
 import time
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from josepy.jwk import JWK
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: The steps of a run in order; those a run never reached are reported as skipped.
 STEPS = (Step.PREFLIGHT, Step.DIRECTORY, Step.NONCE, Step.ACCOUNT, Step.ORDER,
@@ -72,6 +74,10 @@ POLL_CAP = 5.0
 #: some CAs decide in the authorization and leave the order pending).
 AUTHZ_CHECK_FIRST = 1.0
 AUTHZ_CHECK_CAP = 8.0
+#: Parallel request streams for a many-name order (authorizations, challenge answers,
+#: deactivations): each has its own connection and nonce (issue 18).
+STREAMS = 8
+
 #: A hook killed this close to the run's deadline was cut short by it (hooks are killed
 #: a little before the deadline, so that they never outlive it).
 DEADLINE_CUT = 1.0
@@ -353,13 +359,15 @@ class Run:
         with self.step(Step.ORDER):
             self.order = acme.new_order(client, idents, self.plan.profile)
         with self.step(Step.AUTHORIZATION):
-            authzs = [acme.get_authorization(client, u) for u in self.order.authorizations]
+            authzs = self.parallel(lambda u: acme.get_authorization(client, u),
+                                   self.order.authorizations)
             reused = [a for a in authzs if a.status == "valid"]
             if reused:
-                for a in reused:
-                    acme.deactivate(client, a.url, Step.AUTHORIZATION)
+                self.parallel(lambda a: acme.deactivate(client, a.url, Step.AUTHORIZATION),
+                              reused)
                 self.order = acme.new_order(client, idents, self.plan.profile)
-                authzs = [acme.get_authorization(client, u) for u in self.order.authorizations]
+                authzs = self.parallel(lambda u: acme.get_authorization(client, u),
+                                       self.order.authorizations)
                 for a in authzs:
                     if a.status == "valid":
                         # Not validated today: staging could not test this name's setup.
@@ -398,11 +406,12 @@ class Run:
                     p.identifier for p in checked.problems if p.identifier)
                 for problem in checked.problems:
                     self.add(problem)
+            refs = [next(r for r in a.challenges if r.url.text == ch.url)
+                    for a, ch in challenges]
+            answers = self.parallel(lambda r: acme.answer_challenge(self._client(), r), refs)
             answered = []
-            for a, ch in challenges:
-                ref = next(r for r in a.challenges if r.url.text == ch.url)
+            for (a, _), answer in zip(challenges, answers, strict=True):
                 # Some CAs validate in the POST itself and answer valid or invalid there.
-                answer = acme.answer_challenge(self._client(), ref)
                 if answer.status == "invalid":
                     self._invalid(a, answer)
                 if answer.status == "valid":
@@ -567,35 +576,50 @@ class Run:
                            else c.SolverError(SolverErrorKind.OTHER, acme_describe(exc)))
                     self.add(c.classify(obs, step=Step.CLEANUP, identifier=ch.domain,
                                         severity=Severity.WARNING))
-            for i, url in enumerate(self.run_authzs):
-                if self.deadline.expired or self.client is None:
-                    # The CA cannot be asked any more: say so, and which were left.
-                    left = self.run_authzs[i:]
-                    if outcome.status is StepStatus.OK:
-                        outcome.status = StepStatus.SKIPPED
-                    if not self.deadline.cancelled:
-                        self.add(c.classify(c.CleanupIncomplete("skipped", (
-                            f"{len(left)} authorization(s) not deactivated: the run's"
-                            f" deadline had passed ({', '.join(u.text for u in left[:3])}"
-                            f"{', ...' if len(left) > 3 else ''})")),
-                            step=Step.CLEANUP, severity=Severity.WARNING))
-                    break
-                try:
-                    authz = acme.deactivate(self.client, url, Step.CLEANUP)
-                except RequestFailed as exc:
-                    if isinstance(exc.obs, c.AcmeError) and exc.obs.short_type == "malformed":
-                        continue  # already invalid or deactivated: nothing to undo
-                    outcome.status = StepStatus.FAILED
-                    self.add(c.classify(exc.obs, step=Step.CLEANUP, severity=Severity.WARNING,
-                                        context=self.context()))
-                    continue
-                if authz.status != "deactivated":
+            if self.run_authzs:
+                self._deactivate_all(outcome)
+
+    def _deactivate_all(self, outcome: _Outcome) -> None:
+        """Deactivate this run's authorizations (RFC 8555 section 7.5.2), side by side."""
+        client = self.client
+
+        def deactivate(url: Url) -> acme.Authorization | c.Observation:
+            if client is None or self.deadline.expired:
+                return c.DeadlineExceeded()
+            try:
+                return acme.deactivate(client, url, Step.CLEANUP)
+            except RequestFailed as exc:
+                return exc.obs
+
+        results = self.parallel(deactivate, self.run_authzs)
+        left = [u for u, r in zip(self.run_authzs, results, strict=True)
+                if isinstance(r, c.DeadlineExceeded)]
+        if left:
+            # The CA could not be asked any more: say so, and which were left.
+            if outcome.status is StepStatus.OK:
+                outcome.status = StepStatus.SKIPPED
+            if not self.deadline.cancelled:
+                self.add(c.classify(c.CleanupIncomplete("skipped", (
+                    f"{len(left)} authorization(s) not deactivated: the run's deadline had"
+                    f" passed ({', '.join(u.text for u in left[:3])}"
+                    f"{', ...' if len(left) > 3 else ''})")),
+                    step=Step.CLEANUP, severity=Severity.WARNING))
+        for result in results:
+            if isinstance(result, acme.Authorization):
+                if result.status != "deactivated":
                     # RFC 8555 section 7.5.2: the answer is the authorization, deactivated.
                     outcome.status = StepStatus.FAILED
                     self.add(c.classify(c.CleanupIncomplete("ignored", (
-                        f"the CA answered the deactivation of {authz.domain} with status"
-                        f" {authz.status!r}, not 'deactivated'")), step=Step.CLEANUP,
-                        identifier=authz.domain, severity=Severity.WARNING))
+                        f"the CA answered the deactivation of {result.domain} with status"
+                        f" {result.status!r}, not 'deactivated'")), step=Step.CLEANUP,
+                        identifier=result.domain, severity=Severity.WARNING))
+            elif isinstance(result, c.DeadlineExceeded) or (
+                    isinstance(result, c.AcmeError) and result.short_type == "malformed"):
+                continue  # skipped (reported above), or already invalid: nothing to undo
+            else:
+                outcome.status = StepStatus.FAILED
+                self.add(c.classify(result, step=Step.CLEANUP, severity=Severity.WARNING,
+                                    context=self.context()))
 
     def start_ct(self) -> None:
         """Production's rate limits from Certificate Transparency, beside the run.
@@ -652,6 +676,30 @@ class Run:
                 self.twin, reasons=self.twin.reasons + self._ct_reasons)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def parallel(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``fn`` over ``items`` on up to :data:`STREAMS` request streams, results in order.
+
+        Each stream is a thread with its own connection and nonce (the client hands
+        this thread's nonce to the first); the first failure, in item order, is raised
+        once every stream has stopped.  One item runs here, without a thread.
+        """
+        if len(items) <= 1:
+            return [fn(item) for item in items]
+        client = self._client()
+        client.share_nonce()
+
+        def stream(item: T) -> R:
+            try:
+                return fn(item)
+            finally:
+                client.share_nonce()  # back to the pool for the next stream, or for us
+
+        workers = min(STREAMS, len(items))
+        with concurrent.futures.ThreadPoolExecutor(workers, "acmedryrun-stream") as pool:
+            futures = [pool.submit(stream, item) for item in items]
+            concurrent.futures.wait(futures)
+        return [f.result() for f in futures]
 
     def _client(self) -> acme.AcmeClient:
         assert self.client is not None  # noqa: S101 - get_directory() creates it first
