@@ -24,10 +24,10 @@ from acmedryrun.arguments import positive_int as _positive_int
 from acmedryrun.arguments import seconds as _seconds
 from acmedryrun.directories import DEFAULT_ALIAS
 from acmedryrun.errors import Cancelled, UsageError
-from acmedryrun.render import Output, Progress
 
 if TYPE_CHECKING:
     from acmedryrun.options import Options
+    from acmedryrun.render import Output
     from acmedryrun.report import Report
     from acmedryrun.solvers import Solver
 
@@ -241,6 +241,8 @@ def cmd_batch(args: argparse.Namespace, out: Output) -> int:
     # the failures and the summary on stderr there).
     to_stdout = not args.output and not sys.stdout.isatty()
     writer: ReportWriter | None = None
+    from acmedryrun.render import Progress
+
     progress = Progress(out, len(jobs))
     invalid = 0
     earlier: dict[frozenset[str], collections.deque[Any]] = collections.defaultdict(
@@ -376,9 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="go on with an interrupted batch: skip the certificates --output"
                        " already holds a report for, and append the others")
     _add_common(batch)
-    from acmedryrun import certbot_cmd
+    from acmedryrun import certbot_args
 
-    certbot_cmd.add_parser(sub)
+    certbot_args.add_parser(sub)
     proxy = sub.add_parser("proxy", help="run a fault-injecting HTTPS proxy in front of a"
                            " directory (for testing ACME clients)")
     proxy.add_argument("--upstream", required=True, metavar="URL",
@@ -470,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return EX_USAGE
         verbosity = -1 if getattr(args, "quiet", False) else args.verbose
+        from acmedryrun.render import Output
+
         out = Output(sys.stderr, verbosity=verbosity)
         if args.verbose:
             _log_http(out)

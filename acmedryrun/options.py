@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from acmedryrun.solvers import Solver
 
 DEFAULT_TIMEOUT = 300.0
+#: Where production's issuance is looked up (crt.sh's JSON interface, issue 17).
+DEFAULT_CT_URL = "https://crt.sh/"
 #: The most a run may be given, seconds (a day).
 MAX_TIMEOUT = 86400.0
 #: The most a patient dry run may keep retrying, seconds (a day).
@@ -169,7 +171,7 @@ class Plan:
     renewing: bytes | None
     #: The CA whose production rate limits are looked up in CT, or None: no look-up.
     ct_policy: CaPolicy | None = None
-    ct_url: str = "https://crt.sh/"
+    ct_url: str = DEFAULT_CT_URL
     ct_cache: Any = None
 
     @property
@@ -397,7 +399,6 @@ def plan(identifiers: Sequence[str], options: Options) -> Plan:
 def _ct(o: Options, target: Target) -> tuple[CaPolicy | None, str]:
     """Whose production limits CT is asked about (``--production-policy``, else the known
     directory's CA), and where (``--ct-url``, else crt.sh's JSON interface)."""
-    from acmedryrun.production.ct import DEFAULT_CT_URL
     from acmedryrun.production.policy import POLICIES, production_policy
 
     url = o.ct_url if o.ct_url is not None else DEFAULT_CT_URL
