@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -129,7 +129,7 @@ def gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def wait_for(predicate: Any, seconds: float = 20.0) -> None:
+def wait_for(predicate: Callable[[], object], seconds: float = 20.0) -> None:
     """Poll ``predicate`` until it is true (fails the test after ``seconds``)."""
     end = time.monotonic() + seconds
     while not predicate():
@@ -367,7 +367,7 @@ def test_caa_accounturi_naming_only_production_is_seen_by_preflight(caa_run: Rep
     assert fatal(caa_run).step in (Step.FINALIZE, Step.CHALLENGE)
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "finalize: the error carries no identifier (RequestFailed.identifier is None and the"
     " single-name order's name is not filled in), so rule_for never consults"
     " caa_production_account; challenge: classify._validation_rule never consults it at"
@@ -487,7 +487,7 @@ def test_deadline_used_up_by_a_slow_ca_is_staging(slow_ca_run: Report) -> None:
     assert slow_ca_run.duration_s < 1.5 + PROMPT
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "the request the deadline cut short is a TransportError(timeout) from the transport's"
     " watch, so the run reports StagingUnreachable ('answered earlier in this run, then"
     " stopped answering') instead of DeadlineExceeded ('raise --timeout'); the blame,"
@@ -517,7 +517,7 @@ def test_html_block_page_with_a_healthy_twin_is_staging(
     assert report.duration_s < PROMPT
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "bug: production.twin.reach_of() never returns Reach.BLOCKED (any HTTP answer, an"
     " HTML 401/403 included, is Reach.ANSWERED), so the classifier's NetworkBlocksCa row"
     " is unreachable: a block page in front of both CAs is UnexpectedHttpStatus, staging,"
@@ -836,7 +836,7 @@ def test_invalid_challenge_without_an_error_and_a_failed_self_check_is_high(
     assert (seen.severity, seen.identifier) == (Severity.WARNING, name)
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "acme2certifier answers the deactivation of an authorization that is already invalid"
     " with 200 and status 'invalid'; the run reports DeactivationIgnored ('the next dry"
     " run may be served this reused authorization', cleanup failed), but an invalid"

@@ -196,7 +196,7 @@ WRONG = [
     pytest.param(
         Case("le-caa", STAGING, PRODUCTION_ONLY, identifier="test-acme2.domain.ext",
              label="the name's CAA binds only a production account"),
-        marks=pytest.mark.xfail(strict=True, reason=(
+        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
             "classify._validation_rule never consults Context.caa_production_account: a"
             " caa error inside a challenge (how Let's Encrypt refuses: CAA is checked while"
             " validating) is CaaForbidden, client, high; only a caa problem document gets"
@@ -205,14 +205,14 @@ WRONG = [
         Case("boulder-caa-recheck-subproblems", CLIENT,
              c.Context(caa_production_account=frozenset({"a.example.com"})),
              label="only a.example.com's CAA binds a production account"),
-        marks=pytest.mark.xfail(strict=True, reason=(
+        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
             "rule_for decides the whole compound by its first client subproblem's"
             " identifier: a.example.com is a staging-run artefact, so the refusal is"
             " CaaRefusedStagingAccount (staging) although b.example.com's CAA really"
             " forbids the CA and production refuses it too"))),
     pytest.param(
         Case("stepca-not-implemented-501", STAGING),
-        marks=pytest.mark.xfail(strict=True, reason=(
+        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
             "the type decides before the status: rejectedIdentifier with HTTP 501 'The"
             " requested operation is not implemented' (step-ca's NotImplemented) is"
             " RejectedIdentifier, client, high; a 5xx is the server saying it cannot, not"
