@@ -139,6 +139,7 @@ class Run:
         self.self_check_passed: frozenset[str] = frozenset()
         self.self_check_failed: frozenset[str] = frozenset()
         self.caa_production_account: frozenset[str] = frozenset()
+        self.account_created = False
         self.twin = ProductionTwin(plan.target.reference_url)
         self.comparison = compare.TwinComparison()
         self._reach: c.Reach | None = None
@@ -197,6 +198,7 @@ class Run:
             self_check_passed=self.self_check_passed,
             self_check_failed=self.self_check_failed,
             caa_production_account=self.caa_production_account,
+            account_created=self.account_created,
             spent=self.deadline.spent,
         )
         if obs is not None and c.needs_reference(obs, ctx) and self.plan.target.reference_url:
@@ -318,7 +320,7 @@ class Run:
             self.twin = ProductionTwin(url, False, (
                 f"production ({url}) could not be compared: {reference.reason}",))
             return
-        self._reach = c.Reach.ANSWERED
+        self._reach = c.Reach.DIRECTORY
         used = compare.UsedFeatures(challenge_type=self.plan.solver.challenge_type,
                                     profile=self.plan.profile, eab=self.plan.eab is not None)
         self.comparison = compare.compare_directories(directory.data, reference, used=used)
@@ -339,6 +341,7 @@ class Run:
             if account is None:
                 eab = (self.plan.eab.kid, self.plan.eab.hmac_key) if self.plan.eab else None
                 account = acme.new_account(client, email=self.plan.email, eab=eab)
+                self.account_created = True
             client.kid = self.account_url = account.url
             if account.status != "valid":
                 raise self.fail(c.AccountStatus(account.status), Step.ACCOUNT)
@@ -606,8 +609,9 @@ class Run:
                     step=Step.CLEANUP, severity=Severity.WARNING))
         for result in results:
             if isinstance(result, acme.Authorization):
-                if result.status != "deactivated":
-                    # RFC 8555 section 7.5.2: the answer is the authorization, deactivated.
+                if result.status == "valid":
+                    # RFC 8555 section 7.5.2: the answer is the authorization, deactivated;
+                    # one still valid can be reused (an invalid one has nothing to undo).
                     outcome.status = StepStatus.FAILED
                     self.add(c.classify(c.CleanupIncomplete("ignored", (
                         f"the CA answered the deactivation of {result.domain} with status"

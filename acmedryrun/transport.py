@@ -589,13 +589,18 @@ class Transport:
                 raise
             except _FOREIGN as exc:
                 took = (time.monotonic() - started) * 1000
-                if watch.fired:
+                obs: c.Observation
+                if watch.fired and self.deadline.remaining() <= 0.05:
+                    # Cut at the run's deadline, not at the request's own budget.
+                    obs = c.DeadlineExceeded(
+                        f"no complete answer to {method} {url.text} before the run's deadline")
+                elif watch.fired:
                     obs = c.TransportError(
                         c.TransportKind.TIMEOUT,
                         f"no complete answer within {limit:.1f} s ({method} {url.text})")
                 else:
                     obs = c.TransportError(_kind(exc), _short(exc))
-                log.debug("%s %s -> %s (%.0f ms)", method, url.text, obs.kind.value, took)
+                log.debug("%s %s -> %s (%.0f ms)", method, url.text, type(obs).__name__, took)
                 raise RequestFailed(obs) from exc
         if purpose is Purpose.CA:
             with self.counts.lock:

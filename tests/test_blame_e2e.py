@@ -367,11 +367,6 @@ def test_caa_accounturi_naming_only_production_is_seen_by_preflight(caa_run: Rep
     assert fatal(caa_run).step in (Step.FINALIZE, Step.CHALLENGE)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "finalize: the error carries no identifier (RequestFailed.identifier is None and the"
-    " single-name order's name is not filled in), so rule_for never consults"
-    " caa_production_account; challenge: classify._validation_rule never consults it at"
-    " all.  Either way the refusal is CaaForbidden, client, high: verdict client_error"))
 def test_caa_refusal_of_a_production_only_account_is_staging_not_the_client(
     caa_run: Report
 ) -> None:
@@ -487,11 +482,6 @@ def test_deadline_used_up_by_a_slow_ca_is_staging(slow_ca_run: Report) -> None:
     assert slow_ca_run.duration_s < 1.5 + PROMPT
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the request the deadline cut short is a TransportError(timeout) from the transport's"
-    " watch, so the run reports StagingUnreachable ('answered earlier in this run, then"
-    " stopped answering') instead of DeadlineExceeded ('raise --timeout'); the blame,"
-    " staging, is right"))
 def test_deadline_used_up_by_a_slow_ca_is_named_deadline_exceeded(slow_ca_run: Report) -> None:
     assert fatal(slow_ca_run).name == "DeadlineExceeded"
 
@@ -517,11 +507,6 @@ def test_html_block_page_with_a_healthy_twin_is_staging(
     assert report.duration_s < PROMPT
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: production.twin.reach_of() never returns Reach.BLOCKED (any HTTP answer, an"
-    " HTML 401/403 included, is Reach.ANSWERED), so the classifier's NetworkBlocksCa row"
-    " is unreachable: a block page in front of both CAs is UnexpectedHttpStatus, staging,"
-    " high, verdict staging_unstable"))
 @pytest.mark.parametrize("status", [401, 403])
 def test_html_block_page_from_staging_and_its_twin_is_the_network(
     pebble: LocalPebble, production: LocalPebble, name: str, tmp_path: Path, status: int
@@ -836,11 +821,6 @@ def test_invalid_challenge_without_an_error_and_a_failed_self_check_is_high(
     assert (seen.severity, seen.identifier) == (Severity.WARNING, name)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "acme2certifier answers the deactivation of an authorization that is already invalid"
-    " with 200 and status 'invalid'; the run reports DeactivationIgnored ('the next dry"
-    " run may be served this reused authorization', cleanup failed), but an invalid"
-    " authorization is never reused: nothing was left to undo"))
 def test_failed_validation_leaves_no_false_cleanup_warning(a2c: LocalA2C, name: str) -> None:
     """Cleanup tells the truth in the other direction too: no warning for nothing."""
     report = acmedryrun.dry_run(

@@ -11,9 +11,9 @@ uses: :func:`acmedryrun.acme_steps.error_observation` (and so
 ``check_challenge`` for an object carrying an ``error`` -- and classified at the step
 its ``where`` names.  The cause must be the one the fixture states.
 
-Where the classifier and a fixture disagree, TAXONOMY.md and /work/notes/problem_docs.md
-decided who is right; a classifier in the wrong is an ``xfail(strict=True)`` row with
-what it does instead, a fixture in the wrong is an ``OVERRULED`` row saying why.
+Where the classifier and a fixture disagreed, TAXONOMY.md and the research notes behind
+the fixtures decided who is right: the ``WRONG`` rows are where the classifier was (and
+now holds), the ``OVERRULED`` rows where the fixture is, each saying why.
 """
 
 from __future__ import annotations
@@ -191,32 +191,17 @@ CONDITIONAL = [
          label="the self-check failed too"),
 ]
 
-#: The classifier is wrong here (decided against TAXONOMY.md and the notes): strict xfails.
+#: Where the classifier was wrong (decided against TAXONOMY.md and the notes); fixed.
 WRONG = [
     pytest.param(
         Case("le-caa", STAGING, PRODUCTION_ONLY, identifier="test-acme2.domain.ext",
-             label="the name's CAA binds only a production account"),
-        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-            "classify._validation_rule never consults Context.caa_production_account: a"
-            " caa error inside a challenge (how Let's Encrypt refuses: CAA is checked while"
-            " validating) is CaaForbidden, client, high; only a caa problem document gets"
-            " TAXONOMY's 'staging-run artefact' row"))),
+             label="the name's CAA binds only a production account")),
     pytest.param(
         Case("boulder-caa-recheck-subproblems", CLIENT,
              c.Context(caa_production_account=frozenset({"a.example.com"})),
-             label="only a.example.com's CAA binds a production account"),
-        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-            "rule_for decides the whole compound by its first client subproblem's"
-            " identifier: a.example.com is a staging-run artefact, so the refusal is"
-            " CaaRefusedStagingAccount (staging) although b.example.com's CAA really"
-            " forbids the CA and production refuses it too"))),
+             label="only a.example.com's CAA binds a production account")),
     pytest.param(
-        Case("stepca-not-implemented-501", STAGING),
-        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-            "the type decides before the status: rejectedIdentifier with HTTP 501 'The"
-            " requested operation is not implemented' (step-ca's NotImplemented) is"
-            " RejectedIdentifier, client, high; a 5xx is the server saying it cannot, not"
-            " the subscriber's request being refused (RFC 9110 section 15.6)"))),
+        Case("stepca-not-implemented-501", STAGING)),
 ]
 
 #: A fixture's condition that TAXONOMY.md answers the other way (the fixture is wrong).
