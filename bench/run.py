@@ -23,11 +23,12 @@ It writes ``bench/results/latest.{md,json,png}`` and, where a target is missed, 
 (``bench/results/profile-*.txt``).  A tool that is missing or fails is reported as such.
 
 Latency mode (``--rtt-ms N``, issue 18): every tool's ACME traffic goes through one
-`FaultProxy` with ``latency=N/2`` ms one way, in its own process (``bench/latency_proxy.py``):
-each request/response costs one round trip, each new connection its TCP and TLS handshake
-round trips as well; Pebble's validation traffic is not delayed.  The tables are the same,
-written to ``bench/results/rtt<N>ms/``, with the new connections each run opened and a
-check of the model (measured round trips through the proxy vs straight to Pebble).
+`FaultProxy` with ``latency=N/2`` ms one way (and ``upstream_keepalive``), in its own
+process (``bench/latency_proxy.py``): each request/response costs one round trip, each new
+connection its TCP and TLS handshake round trips as well; Pebble's validation traffic is
+not delayed.  The tables are the same, written to ``bench/results/rtt<N>ms/``, with the
+new connections each run opened and a check of the model (measured round trips through
+the proxy vs straight to Pebble).
 """
 
 from __future__ import annotations
@@ -1172,9 +1173,8 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
                   " (TCP + TLS 1.3 + request) |", ""]
         cpu = lat.get("proxy_cpu_s")
         if cpu is not None:
-            lines += [f"The proxy process used {cpu:.1f} s of CPU in the whole run (each"
-                      " request is also a fresh loopback TLS connection from it to Pebble).",
-                      ""]
+            lines += [f"The proxy process used {cpu:.1f} s of CPU in the whole run (it keeps"
+                      " one loopback connection to Pebble per client connection).", ""]
     lines += ["## Targets", "", "| target | measured | threshold | met |", "|---|---|---|---|"]
     for t in res["targets"]:
         thr = "exact" if t["threshold"] is None else \

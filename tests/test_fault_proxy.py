@@ -9,7 +9,9 @@ its own proxy (cheap: a key pair and a socket).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import http.server
 import json
 import os
 import re
@@ -594,6 +596,69 @@ def test_stop_is_prompt_during_a_latency_wait(pebble: LocalPebble) -> None:
     assert not thread.is_alive()
     assert errors  # the client got a closed connection, not an answer
     assert proxy.connections == []  # stopped during the set-up: never served
+
+
+class _PortRecorder(http.server.BaseHTTPRequestHandler):
+    """An HTTP/1.1 upstream that answers a tiny directory and records each request's
+    client port (one port per TCP connection), so a test sees connection reuse."""
+
+    protocol_version = "HTTP/1.1"
+    ports: list[int]
+    close_after_each = False
+
+    def do_GET(self) -> None:
+        self.ports.append(self.client_address[1])
+        body = json.dumps({"newNonce": "http://127.0.0.1/nonce"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        # Hang up without saying "Connection: close": a kept connection goes stale.
+        self.close_connection = self.close_after_each
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _recording_upstream(*, close_after_each: bool) -> Iterator[tuple[str, list[int]]]:
+    ports: list[int] = []
+    handler = type("Recorder", (_PortRecorder,),
+                   {"ports": ports, "close_after_each": close_after_each})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/dir", ports
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(TIMEOUT)
+
+
+@pytest.mark.parametrize("close_after_each", [False, True], ids=["kept", "stale"])
+def test_upstream_keepalive_keeps_one_upstream_connection_per_client_connection(
+    close_after_each: bool,
+) -> None:
+    with _recording_upstream(close_after_each=close_after_each) as (upstream, ports):
+        for keepalive in (False, True):
+            ports.clear()
+            with FaultProxy(upstream, upstream_keepalive=keepalive) as proxy:
+                ports.clear()  # start()'s own directory fetch
+                for _ in range(2):  # two client connections, three requests each
+                    conn = _https(proxy, _tls_context(proxy))
+                    try:
+                        for _ in range(3):
+                            _timed_get(conn, "/dir")
+                    finally:
+                        conn.close()
+            assert len(ports) == 6
+            distinct = len(set(ports))
+            if keepalive and not close_after_each:
+                assert distinct == 2  # one upstream connection per client connection
+            else:  # a fresh one per request; a stale kept one is replaced, not an error
+                assert distinct == 6
 
 
 # ------------------------------------------------------------------ parse_fault

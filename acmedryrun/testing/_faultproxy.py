@@ -110,6 +110,11 @@ realistic distance.  The model, per direction and per connection:
   costs three round trips, every later one on that connection one;
 * the proxy's own loopback exchange with upstream adds its real (small) cost
   on top; upstream (the CA) and the CA's validation traffic are not delayed.
+  By default each request is a fresh connection to upstream (a TLS handshake
+  on both sides, ~1-3 ms of CPU); ``upstream_keepalive=True`` keeps one
+  upstream connection per client connection instead, as a CA's load balancer
+  does, so a benchmark through the proxy does not measure the proxy's
+  handshakes (a kept connection found closed is replaced once, transparently).
 
 `FaultProxy.connections` lists the connections accepted (TLS version,
 resumed or not, the set-up wait), ``on_connection`` is called for each.  A
@@ -680,6 +685,21 @@ class _UpstreamError(Exception):
     """Upstream could not be reached or answered garbage at the HTTP level."""
 
 
+class _KeptUpstream:
+    """One client connection's kept-alive upstream connection (``upstream_keepalive``).
+
+    Used by that connection's handler thread only, so it needs no lock.
+    """
+
+    def __init__(self) -> None:
+        self.conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+
+
 # --------------------------------------------------------------------- routes
 
 
@@ -851,6 +871,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     sys_version = ""
     timeout = _IDLE_TIMEOUT
     server: _Server
+    #: With ``upstream_keepalive``: this client connection's upstream connection.
+    _kept: _KeptUpstream | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        if self.server.proxy._upstream_keepalive:
+            self._kept = _KeptUpstream()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if self._kept is not None:
+                self._kept.close()
 
     def do_GET(self) -> None:
         self._relay()
@@ -911,7 +945,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
 
         try:
-            upstream = proxy._forward(method, target, self._upstream_headers(), body)
+            upstream = proxy._forward(method, target, self._upstream_headers(), body,
+                                      kept=self._kept)
         except _UpstreamError as exc:
             if kind == "lost":
                 record(None)
@@ -1214,6 +1249,8 @@ class FaultProxy:
             cost.
         on_connection: Called (from the connection's thread, after its set-up
             wait) with each `ProxyConnection`.
+        upstream_keepalive: Keep one upstream connection per client connection
+            (default False: a fresh upstream connection per request).
 
     Raises:
         ValueError: ``upstream`` is not an http(s) URL, or an option is bad.
@@ -1235,6 +1272,7 @@ class FaultProxy:
         on_event: Callable[[ProxyEvent], None] | None = None,
         latency: float = 0.0,
         on_connection: Callable[[ProxyConnection], None] | None = None,
+        upstream_keepalive: bool = False,
     ) -> None:
         split = urllib.parse.urlsplit(upstream)
         if split.scheme not in ("http", "https") or not split.hostname:
@@ -1271,6 +1309,7 @@ class FaultProxy:
         self._on_event = on_event
         self._latency = float(latency)
         self._on_connection = on_connection
+        self._upstream_keepalive = bool(upstream_keepalive)
         self._connections: list[ProxyConnection] = []
 
         self._lock = threading.Lock()
@@ -1526,34 +1565,54 @@ class FaultProxy:
         body: bytes,
         *,
         timeout: float | None = None,
+        kept: _KeptUpstream | None = None,
     ) -> _Upstream:
-        """Send one request upstream (a fresh connection each time) and read it all."""
-        split = self._upstream_split
-        host = split.hostname or _LOOPBACK
-        seconds = timeout or self._upstream_timeout
-        conn: http.client.HTTPConnection
-        if split.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                host, split.port, timeout=seconds, context=self._upstream_context
-            )
-        else:
-            conn = http.client.HTTPConnection(host, split.port, timeout=seconds)
+        """Send one request upstream and read it all.
+
+        A fresh connection each time, or ``kept``'s connection (opened on first
+        use, kept while upstream keeps it alive).  A kept connection that fails
+        before any response (upstream closed it while idle) is replaced by a
+        fresh one, once.
+        """
+        reused = kept is not None and kept.conn is not None
+        conn = kept.conn if kept is not None and kept.conn is not None else None
+        if conn is None:
+            conn = self._upstream_connection(timeout or self._upstream_timeout)
         send_body = body if body or method in ("POST", "PUT", "PATCH") else None
+        keep = False
         try:
-            conn.connect()
-            # CPython's http.client sets TCP_NODELAY in connect() already; set
-            # here as well so a request's head and body, which it sends in two
-            # writes, never wait for upstream's delayed ACK whatever the version.
-            with contextlib.suppress(OSError, AttributeError):
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if conn.sock is None:
+                _connect_nodelay(conn)
             conn.request(method, target, body=send_body, headers=dict(headers))
             resp = conn.getresponse()
             data = resp.read()
+            keep = kept is not None and not resp.will_close
             return _Upstream(resp.status, resp.reason, resp.getheaders(), data)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+            if reused and kept is not None:
+                kept.conn = None
+                conn.close()
+                return self._forward(method, target, headers, body, kept=kept)
+            raise _UpstreamError(f"{type(exc).__name__}: {exc}") from exc
         except (OSError, http.client.HTTPException) as exc:
             raise _UpstreamError(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            conn.close()
+            if keep and kept is not None:
+                kept.conn = conn
+            else:
+                if kept is not None and kept.conn is conn:
+                    kept.conn = None
+                conn.close()
+
+    def _upstream_connection(self, seconds: float) -> http.client.HTTPConnection:
+        """A new, not yet connected, connection to upstream."""
+        split = self._upstream_split
+        host = split.hostname or _LOOPBACK
+        if split.scheme == "https":
+            return http.client.HTTPSConnection(
+                host, split.port, timeout=seconds, context=self._upstream_context
+            )
+        return http.client.HTTPConnection(host, split.port, timeout=seconds)
 
     def _learn_directory(self, host: str, *, timeout: float | None = None) -> None:
         resp = self._forward(
@@ -1598,6 +1657,18 @@ class FaultProxy:
         if fault.retry_after is not None:
             headers.append(("Retry-After", str(fault.retry_after)))
         return status, headers, json.dumps(document, indent=2).encode()
+
+
+def _connect_nodelay(conn: http.client.HTTPConnection) -> None:
+    """Connect, with TCP_NODELAY.
+
+    CPython's http.client sets TCP_NODELAY in connect() already; set here as
+    well so a request's head and body, which it sends in two writes, never
+    wait for upstream's delayed ACK whatever the version.
+    """
+    conn.connect()
+    with contextlib.suppress(OSError, AttributeError):
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _client_context(cafile: str | None) -> ssl.SSLContext:
