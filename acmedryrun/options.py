@@ -96,6 +96,9 @@ class Options:
     #: One Certificate Transparency look-up per registered domain across the runs of a
     #: batch (an :class:`acmedryrun.production.ct.CtCache`); a private one when None.
     ct_cache: Any = field(default=None, compare=False, repr=False)
+    #: Kept-alive connections shared by the runs of a batch (an
+    #: :class:`acmedryrun.transport.ConnectionPool`); the run's own when None.
+    connections: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         timeout = self.timeout
@@ -173,6 +176,7 @@ class Plan:
     ct_policy: CaPolicy | None = None
     ct_url: str = DEFAULT_CT_URL
     ct_cache: Any = None
+    connections: Any = None
 
     @property
     def account_key_given(self) -> bool:
@@ -393,7 +397,7 @@ def plan(identifiers: Sequence[str], options: Options) -> Plan:
         new_account_key_path=new_key_path, email=o.email, eab=eab, profile=o.profile,
         preflight=o.preflight, dns_resolver=resolver, caa_identities=caa,
         allow_production=o.allow_production, renewing=renewing_pem, ct_policy=ct_policy,
-        ct_url=ct_url, ct_cache=o.ct_cache)
+        ct_url=ct_url, ct_cache=o.ct_cache, connections=o.connections)
 
 
 def _ct(o: Options, target: Target) -> tuple[CaPolicy | None, str]:

@@ -124,7 +124,8 @@ class Run:
         self.retries: list[Retry] = []
         self.steps: list[StepResult] = []
         self.transport = Transport(verify=plan.verify, deadline=deadline,
-                                   allow_production=plan.allow_production)
+                                   allow_production=plan.allow_production,
+                                   pool=plan.connections)
         self.client: acme.AcmeClient | None = None
         self.preflight: Preflight | None = None
         self.names = NameFindings()
