@@ -11,35 +11,55 @@ The whole public interface is in the README's cheat sheet; the failure taxonomy
 
 from __future__ import annotations
 
-from acmedryrun.api import dry_run
-from acmedryrun.directories import (
-    BUYPASS,
-    BUYPASS_STAGING,
-    GOOGLE,
-    GOOGLE_STAGING,
-    LETSENCRYPT,
-    LETSENCRYPT_STAGING,
-)
+from typing import TYPE_CHECKING
+
+from acmedryrun._lazy import lazy_getattr
 from acmedryrun.errors import Cancelled, UsageError
-from acmedryrun.options import Eab, Options
-from acmedryrun.report import (
-    Cause,
-    CertificateSummary,
-    ChallengeType,
-    Confidence,
-    DryRunFailed,
-    Event,
-    EventKind,
-    Problem,
-    Report,
-    RequestStats,
-    Retry,
-    Severity,
-    Step,
-    StepResult,
-    StepStatus,
-    Verdict,
-)
+
+if TYPE_CHECKING:
+    from acmedryrun.api import dry_run
+    from acmedryrun.directories import (
+        BUYPASS,
+        BUYPASS_STAGING,
+        GOOGLE,
+        GOOGLE_STAGING,
+        LETSENCRYPT,
+        LETSENCRYPT_STAGING,
+    )
+    from acmedryrun.options import Eab, Options
+    from acmedryrun.report import (
+        Cause,
+        CertificateSummary,
+        ChallengeType,
+        Confidence,
+        DryRunFailed,
+        Event,
+        EventKind,
+        Problem,
+        Report,
+        RequestStats,
+        Retry,
+        Severity,
+        Step,
+        StepResult,
+        StepStatus,
+        Verdict,
+    )
+
+# Imported on first use (PEP 562): `import acmedryrun` and `acmedryrun --help` stay cheap.
+_LAZY = {
+    "dry_run": "acmedryrun.api",
+    **dict.fromkeys(("BUYPASS", "BUYPASS_STAGING", "GOOGLE", "GOOGLE_STAGING", "LETSENCRYPT",
+                     "LETSENCRYPT_STAGING"), "acmedryrun.directories"),
+    "Eab": "acmedryrun.options",
+    "Options": "acmedryrun.options",
+    **dict.fromkeys(("Cause", "CertificateSummary", "ChallengeType", "Confidence",
+                     "DryRunFailed", "Event", "EventKind", "Problem", "Report",
+                     "RequestStats", "Retry", "Severity", "Step", "StepResult", "StepStatus",
+                     "Verdict"), "acmedryrun.report"),
+}
+
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 __version__ = "0.1.0"
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from acme import jws, messages
+from acme import jws
 from josepy.json_util import decode_b64jose, encode_b64jose
 from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC
@@ -337,9 +337,11 @@ class Stats:
 class AcmeClient:
     """An ACME connection: JWS signing, nonces, retries, over the run's transport.
 
-    Each response's ``Replay-Nonce`` goes to a small pool for the next POST (RFC 8555
-    section 6.5), so a newNonce round trip happens once per run, not once per
-    request; concurrent requests each take their own.
+    Each response's ``Replay-Nonce`` is kept for the next POST of the same stream
+    (thread; RFC 8555 section 6.5), so a newNonce round trip happens once per stream,
+    not once per request, and a badNonce is retried on its own stream with the fresh
+    nonce its error carried.  :meth:`share_nonce` hands a stream's nonce to the next
+    stream that needs one (a pool), so N parallel streams cost N - 1 extra newNonce.
 
     Args:
         transport: The run's transport.
@@ -358,6 +360,7 @@ class AcmeClient:
         self.stats = Stats()
         self._on_retry = on_retry
         self._nonces: deque[str] = deque(maxlen=16)
+        self._stream = threading.local()
         self._lock = threading.Lock()
         self._nonce_missing = False
 
@@ -365,13 +368,32 @@ class AcmeClient:
 
     def _keep_nonce(self, resp: Response, method: str) -> None:
         nonce = resp.nonce
-        with self._lock:
-            if nonce is not None:
+        if nonce is not None:
+            if getattr(self._stream, "nonce", None) is None:
+                self._stream.nonce = nonce
+                return
+            with self._lock:
                 self._nonces.append(nonce)
-            elif method == "POST" and resp.status < 400:
+        elif method == "POST" and resp.status < 400:
+            with self._lock:
                 self._nonce_missing = True  # RFC 8555 section 6.5: every POST response has one
 
+    def share_nonce(self) -> None:
+        """Hand this stream's unused nonce to the pool (before other streams start)."""
+        nonce = self._stream_nonce()
+        if nonce is not None:
+            with self._lock:
+                self._nonces.append(nonce)
+
+    def _stream_nonce(self) -> str | None:
+        nonce: str | None = getattr(self._stream, "nonce", None)
+        self._stream.nonce = None
+        return nonce
+
     def _take_nonce(self, step: Step) -> str:
+        nonce = self._stream_nonce()
+        if nonce is not None:
+            return nonce
         with self._lock:
             if self._nonces:
                 return self._nonces.popleft()
@@ -381,6 +403,9 @@ class AcmeClient:
             # survive with one newNonce round trip.
             self._record_retry(Retry(step, "missing_replay_nonce", 1, 0.0))
         new_nonce(self)
+        nonce = self._stream_nonce()
+        if nonce is not None:
+            return nonce
         with self._lock:
             if self._nonces:
                 return self._nonces.popleft()
@@ -515,6 +540,8 @@ def new_account(client: AcmeClient, *, email: str | None,
     if email:
         payload["contact"] = [f"mailto:{email}"]
     if eab:
+        from acme import messages  # acme.messages costs ~20 ms to import: only for EAB
+
         kid, hmac_key = eab
         # RFC 8555 section 7.3.4: HS256 over the account key, for the newAccount URL.
         binding: dict[str, Any] = messages.ExternalAccountBinding.from_data(

@@ -7,7 +7,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from acmedryrun.options import DEFAULT_TIMEOUT, Eab, Options, plan
+from acmedryrun.deadline import Deadline
+from acmedryrun.options import DEFAULT_TIMEOUT, Eab, Options, Plan, plan
 
 if TYPE_CHECKING:
     from josepy.jwk import JWK
@@ -37,6 +38,10 @@ def dry_run(
     reference_directory: str | None = None,
     allow_production: bool = False,
     renewing: bytes | str | os.PathLike[str] | None = None,
+    ct: bool = True,
+    ct_url: str | None = None,
+    production_policy: str | None = None,
+    patience: float | None = None,
     on_event: Callable[[Event], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Report:
@@ -73,6 +78,16 @@ def dry_run(
         renewing: The production certificate you mean to renew (PEM/DER bytes or a
             path): production's renewalInfo (RFC 9773, one GET) says whether renewal
             is due.  Its identifiers are never sent to staging.
+        ct: Look production's rate limits up in Certificate Transparency (default
+            True; only for a known public CA or with ``production_policy``): certificates
+            already issued can make production refuse what staging issues.
+        ct_url: The CT search endpoint (default: crt.sh's JSON interface).
+        production_policy: The CA whose production limits apply (``letsencrypt``,
+            ``google``, ``buypass``; default: the known directory's).
+        patience: Seconds to keep trying a ``staging_unstable`` run: it runs again,
+            with growing spacing (the CA's ``Retry-After`` when larger), until a
+            conclusive verdict or the patience is spent; ``report.attempts`` keeps
+            every run.
         on_event: Called with progress :class:`~acmedryrun.Event` records.
         cancel: Set this event (from another thread) to end the run early: it stops
             at its next request or wait, removes what its solver placed, and raises
@@ -91,7 +106,8 @@ def dry_run(
         key_type=key_type, csr=csr, account_key=account_key, email=email, eab=eab,
         profile=profile, preflight=preflight, dns_resolver=dns_resolver,
         caa_identities=caa_identities, reference_directory=reference_directory,
-        allow_production=allow_production, renewing=renewing)
+        allow_production=allow_production, renewing=renewing, ct=ct, ct_url=ct_url,
+        production_policy=production_policy, patience=patience)
     return run_options(identifiers, options, on_event=on_event, cancel=cancel)
 
 
@@ -104,16 +120,60 @@ def run_options(identifiers: Sequence[str], options: Options, *,
         UsageError: bad arguments, before any network request.
         Cancelled: ``cancel`` was set before the run reached a verdict.
     """
-    from acmedryrun.deadline import Deadline
     from acmedryrun.run import execute
 
+    listener = on_event or (lambda _event: None)
     resolved = plan(identifiers, options)
     resolved.solver.open()  # UsageError (port in use, no webroot) before any request
     try:
-        deadline = Deadline(resolved.timeout, cancel)
-        return execute(resolved, on_event or (lambda _event: None), deadline)
+        if options.patience is None:
+            return execute(resolved, listener, Deadline(resolved.timeout, cancel))
+        return _patiently(resolved, options.patience, listener, cancel)
     finally:
         resolved.solver.close()
+
+
+#: Patience: the first wait before running again, how it grows, and its cap (seconds).
+PATIENCE_FIRST = 2.0
+PATIENCE_FACTOR = 2.0
+PATIENCE_CAP = 300.0
+
+
+def _patiently(resolved: Plan, patience: float, listener: Callable[[Event], None],
+               cancel: threading.Event | None) -> Report:
+    """Run until a conclusive verdict (not staging_unstable) or the patience is spent.
+
+    Each run gets the whole ``timeout``; between runs the wait grows from
+    :data:`PATIENCE_FIRST` by :data:`PATIENCE_FACTOR` up to :data:`PATIENCE_CAP`, and the
+    CA's ``Retry-After`` wins when larger.  A run never starts when the patience
+    would be spent before it could end.
+    """
+    import dataclasses
+    import time
+
+    from acmedryrun.errors import Cancelled
+    from acmedryrun.report import Attempt, Event, EventKind, Step, Verdict
+    from acmedryrun.run import execute
+
+    stop = cancel or threading.Event()
+    started = time.monotonic()
+    attempts: list[Attempt] = []
+    spacing, waited = PATIENCE_FIRST, 0.0
+    while True:
+        report = execute(resolved, listener, Deadline(resolved.timeout, stop))
+        attempts.append(Attempt(report.verdict, tuple(
+            p.name for p in report.problems if p.severity.decisive), report.duration_s, waited))
+        left = patience - (time.monotonic() - started)
+        asked = max((p.retry_after or 0.0 for p in report.problems), default=0.0)
+        wait = max(spacing, asked)
+        if report.verdict is not Verdict.STAGING_UNSTABLE or wait + resolved.timeout > left:
+            return dataclasses.replace(report, attempts=tuple(attempts),
+                                       duration_s=time.monotonic() - started)
+        listener(Event(EventKind.WAIT, Step.DIRECTORY, duration_s=wait, attempt=len(attempts)))
+        if stop.wait(wait):
+            raise Cancelled("the dry run was cancelled while waiting for staging")
+        waited = wait
+        spacing = min(PATIENCE_CAP, spacing * PATIENCE_FACTOR)
 
 
 def check_arguments(identifiers: Sequence[str], **kwargs: Any) -> None:

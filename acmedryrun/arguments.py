@@ -6,12 +6,13 @@ Imports nothing of acmedryrun but its errors, so every command module can use it
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from acmedryrun.errors import UsageError
 
-__all__ = ["Parser", "pace", "port", "positive_int", "seconds"]
+__all__ = ["Parser", "duration", "pace", "port", "positive_int", "seconds"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,3 +44,19 @@ port = _number(int, "a port number", 1, 65535)
 positive_int = _number(int, "a whole number", 1, 1_000_000)
 pace = _number(float, "a number of seconds", 0, 86400)
 seconds = _number(float, "a number of seconds", 0, 86400, low_open=True)
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def duration(text: str) -> float:
+    """An argparse type: a duration such as ``90``, ``90s``, ``5m``, ``1h30m`` (seconds)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (seconds, or e.g. 90s, 5m, 1h30m)")
+    hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+    value = hours * 3600 + minutes * 60 + secs
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0 s, 24 h]")
+    return value

@@ -198,6 +198,11 @@ def dry_run_many(
         key = certs.jwk_from_private(fresh)
     base = dataclasses.replace(
         base, account_key=key or certs.jwk_from_private(certs.generate_key("ec256")))
+    if base.ct and base.ct_cache is None:
+        from acmedryrun.production.ct import CtCache
+
+        # One Certificate Transparency look-up per registered domain for the whole batch.
+        base = dataclasses.replace(base, ct_cache=CtCache())
 
     def solver_for(job: BatchJob) -> Solver:
         if job.solver is not None:
@@ -242,8 +247,16 @@ def dry_run_many(
         if shared is not None:
             shared.close()
         raise
-    if not planned:
+    if not planned:  # every line was in the output already (--resume)
+        if shared is not None:
+            shared.close()
         return []
+    connections = None
+    if base.connections is None:
+        from acmedryrun.transport import ConnectionPool
+
+        # Kept-alive connections to the CA for the whole batch: set up once, not per run.
+        connections = ConnectionPool(size=max(16, 2 * concurrency))
     pacer = _Pacer(pace, cancel)
     lock = threading.Lock()
     finished: list[tuple[BatchJob, Report]] = []
@@ -256,6 +269,8 @@ def dry_run_many(
             # A solver with per-run state: a fresh one for this run (the one made to
             # check the line's arguments answered nothing).
             job_options = dataclasses.replace(job_options, solver=solver_for(job))
+        if connections is not None:
+            job_options = dataclasses.replace(job_options, connections=connections)
         try:
             report = api.run_options(list(job.identifiers), job_options, cancel=cancel)
         except Cancelled:
@@ -289,6 +304,8 @@ def dry_run_many(
     finally:
         if shared is not None:
             shared.close()
+        if connections is not None:
+            connections.close()
     return finished
 
 

@@ -307,6 +307,8 @@ class Context:
         caa_production_account: Identifiers whose CAA records bind issuance to a
             production account only (RFC 8657): staging's ``caa`` refusal of them is
             an artefact of the staging run, not the subscriber's fault.
+        account_created: This run created its account: the CA saying it does not exist
+            afterwards lost it (replica lag), which is staging's.
         spent: Seconds of the run each party used (who is to blame for an expiry).
     """
 
@@ -316,6 +318,7 @@ class Context:
     self_check_passed: frozenset[str] = frozenset()
     self_check_failed: frozenset[str] = frozenset()
     caa_production_account: frozenset[str] = frozenset()
+    account_created: bool = False
     spent: Mapping[Party, float] = field(default_factory=dict)
 
 
@@ -796,6 +799,18 @@ _CA_LOST_OBJECT = Rule(
     " about production; retry later.",
     LOW,
 )
+_CA_LOST_ACCOUNT = Rule(
+    "CaLostAccount", STAGING,
+    "The CA said the account this run created a moment ago does not exist: its"
+    " replicas lag behind. It says nothing about production; retry later.",
+    LOW,
+)
+_SERVER_STATUS = Rule(
+    "ServerErrorStatus", STAGING,
+    "The CA answered with a server error status (5xx), whatever its problem type says:"
+    " the CA failed, not the request (step-ca answers 'not implemented' this way).",
+    LOW,
+)
 _CAA_STAGING_ACCOUNT = Rule(
     "CaaRefusedStagingAccount", STAGING,
     "Staging refused because the CAA records bind issuance to the production account"
@@ -870,9 +885,11 @@ def rule_for(obs: Observation, step: Step, ctx: Context = NO_CONTEXT,
              identifier: str | None = None) -> Rule:
     """The table row that decides ``obs`` (exposed for the table tests)."""
     if isinstance(obs, AcmeError):
-        if (obs.short_type == "caa" and identifier is not None
-                and identifier in ctx.caa_production_account):
+        if _caa_artefact(obs, identifier, ctx):
             return _CAA_STAGING_ACCOUNT
+        if (obs.short_type == "accountDoesNotExist" and ctx.account_created
+                and step is not Step.ACCOUNT):
+            return _CA_LOST_ACCOUNT
         return _acme_rule(obs, step)
     if isinstance(obs, ValidationFailed):
         return _validation_rule(obs, step, ctx, identifier)
@@ -923,6 +940,26 @@ def rule_for(obs: Observation, step: Step, ctx: Context = NO_CONTEXT,
     return _AUTHZ_INVALID
 
 
+def _caa_artefact(err: AcmeError, identifier: str | None, ctx: Context) -> bool:
+    """A ``caa`` refusal of names whose CAA binds issuance to the production account only.
+
+    RFC 8657: the staging run's account is never the one such a record names, so
+    staging refuses what production would issue.  Every name refused must be such a
+    name: a subproblem for another name is a real refusal.
+    """
+    if not ctx.caa_production_account:
+        return False
+    caa = [sub for sub in err.subproblems if sub.short_type == "caa"]
+    if err.short_type != "caa" and not caa:
+        return False
+    if err.subproblems:
+        names = {sub.identifier for sub in err.subproblems}
+        return None not in names and names <= ctx.caa_production_account
+    if identifier is not None:
+        return identifier in ctx.caa_production_account
+    return True  # a refusal naming no name, while a CAA record names production's account
+
+
 #: Errors inside a failed validation that are the CA's own breakage, not a verdict on
 #: the subscriber's setup (Boulder: "Could not communicate with VA", "During secondary
 #: validation: Secondary validation RPC failed" are serverInternal).
@@ -940,6 +977,8 @@ def _validation_rule(obs: ValidationFailed, step: Step, ctx: Context,
     ``malformed`` "Could not resolve URL") is a validation failure too.
     """
     err = obs.error
+    if err is not None and _caa_artefact(err, identifier, ctx):
+        return _CAA_STAGING_ACCOUNT
     if err is None:
         if identifier is not None and identifier in ctx.self_check_failed:
             return _VALIDATION_FAILED._replace(confidence=HIGH)
@@ -970,7 +1009,10 @@ def _acme_rule(err: AcmeError, step: Step = Step.ORDER) -> Rule:
         # "No order for ID 4123" from newOrder after a botched deploy (boulder#3431),
         # "No such authorization" from replica lag: the CA lost its own object.
         return _CA_LOST_OBJECT
-    return ACME_TYPES.get(t, _UNKNOWN_ACME_TYPE)
+    rule = ACME_TYPES.get(t, _UNKNOWN_ACME_TYPE)
+    if rule.cause is CLIENT and err.status is not None and err.status >= 500:
+        return _SERVER_STATUS  # a client-side type with a server-error status: the CA broke
+    return rule
 
 
 def _detail(obs: Observation) -> str:

@@ -17,16 +17,17 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from acmedryrun.arguments import Parser as _Parser
+from acmedryrun.arguments import duration as _duration
 from acmedryrun.arguments import pace as _pace
 from acmedryrun.arguments import port as _port
 from acmedryrun.arguments import positive_int as _positive_int
 from acmedryrun.arguments import seconds as _seconds
 from acmedryrun.directories import DEFAULT_ALIAS
 from acmedryrun.errors import Cancelled, UsageError
-from acmedryrun.render import Output, Progress
 
 if TYPE_CHECKING:
     from acmedryrun.options import Options
+    from acmedryrun.render import Output
     from acmedryrun.report import Report
     from acmedryrun.solvers import Solver
 
@@ -108,6 +109,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="the CA's CAA issuer domain (repeatable; default from the directory)")
     p.add_argument("--timeout", type=_seconds, default=300.0, metavar="SECONDS",
                    help="overall deadline (default 300)")
+    p.add_argument("--patience", type=_duration, metavar="DURATION",
+                   help="keep retrying a staging_unstable run this long (e.g. 10m), with"
+                   " growing spacing, until a conclusive verdict")
+    p.add_argument("--no-ct", dest="ct", action="store_false",
+                   help="skip the Certificate Transparency rate-limit look-up")
+    p.add_argument("--ct-url", metavar="URL",
+                   help="CT search endpoint (default crt.sh's JSON interface)")
+    p.add_argument("--production-policy", metavar="CA",
+                   help="whose production rate limits apply (letsencrypt, google, buypass;"
+                   " default: the known directory's)")
 
 
 def _solver(args: argparse.Namespace) -> Solver:
@@ -185,6 +196,10 @@ def _options(args: argparse.Namespace) -> Options:
         reference_directory=args.reference_directory,
         allow_production=args.allow_production,
         renewing=args.renewing,
+        ct=args.ct,
+        ct_url=args.ct_url,
+        production_policy=args.production_policy,
+        patience=getattr(args, "patience", None),
     )
 
 
@@ -230,6 +245,8 @@ def cmd_batch(args: argparse.Namespace, out: Output) -> int:
     # the failures and the summary on stderr there).
     to_stdout = not args.output and not sys.stdout.isatty()
     writer: ReportWriter | None = None
+    from acmedryrun.render import Progress
+
     progress = Progress(out, len(jobs))
     invalid = 0
     earlier: dict[frozenset[str], collections.deque[Any]] = collections.defaultdict(
@@ -365,9 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="go on with an interrupted batch: skip the certificates --output"
                        " already holds a report for, and append the others")
     _add_common(batch)
-    from acmedryrun import certbot_cmd
+    from acmedryrun import certbot_args
 
-    certbot_cmd.add_parser(sub)
+    certbot_args.add_parser(sub)
     proxy = sub.add_parser("proxy", help="run a fault-injecting HTTPS proxy in front of a"
                            " directory (for testing ACME clients)")
     proxy.add_argument("--upstream", required=True, metavar="URL",
@@ -482,6 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return EX_USAGE
         verbosity = -1 if getattr(args, "quiet", False) else args.verbose
+        from acmedryrun.render import Output
+
         out = Output(sys.stderr, verbosity=verbosity)
         if args.verbose:
             _log_http(out)

@@ -8,11 +8,13 @@ matched in any spelling (case, a final dot, percent-encoding, IDNA).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from acmedryrun.urls import BadUrl, Url, parse_url
+if TYPE_CHECKING:
+    from acmedryrun.urls import Url
 
 
 class Kind(str, enum.Enum):
@@ -72,19 +74,27 @@ _BY_ALIAS = {d.alias: d for d in KNOWN}
 
 
 def _key(url: str | Url) -> tuple[str, str, int, str] | None:
+    from acmedryrun.urls import BadUrl, parse_url
+
     try:
-        parsed = url if isinstance(url, Url) else parse_url(url.strip())
+        parsed = parse_url(url.strip()) if isinstance(url, str) else url
     except BadUrl:  # a malformed URL matches no known directory
         return None
     return parsed.scheme, parsed.host, parsed.effective_port, parsed.path.rstrip("/")
 
 
-_BY_URL = {_key(d.url): d for d in KNOWN}
-#: The hosts of each kind of known directory (every resource of a known CA lives on
-#: its directory's host).
-_BY_HOST: Mapping[Kind, Mapping[str, KnownDirectory]] = {
-    kind: {parse_url(d.url).host: d for d in KNOWN if d.kind is kind} for kind in Kind
-}
+@functools.cache
+def _by_url() -> Mapping[tuple[str, str, int, str] | None, KnownDirectory]:
+    return {_key(d.url): d for d in KNOWN}
+
+
+@functools.cache
+def _by_host() -> Mapping[Kind, Mapping[str, KnownDirectory]]:
+    """The hosts of each kind of known directory (every resource of a known CA lives on
+    its directory's host).  Built on first use: the URL parser is not needed before."""
+    from acmedryrun.urls import parse_url
+
+    return {kind: {parse_url(d.url).host: d for d in KNOWN if d.kind is kind} for kind in Kind}
 #: The resources of a directory (RFC 8555 section 7.1.1, RFC 9773 section 3).
 ENDPOINTS: tuple[str, ...] = (
     "newNonce", "newAccount", "newOrder", "newAuthz", "revokeCert", "keyChange", "renewalInfo",
@@ -99,12 +109,12 @@ def by_alias(alias: str) -> KnownDirectory | None:
 def lookup(url: str | Url) -> KnownDirectory | None:
     """The known directory at this URL (any spelling of the host, a trailing slash ignored)."""
     key = _key(url)
-    return _BY_URL.get(key) if key is not None else None
+    return _by_url().get(key) if key is not None else None
 
 
 def production_host(url: Url) -> KnownDirectory | None:
     """The known production CA whose host ``url`` is on, or None (the production guard)."""
-    return _BY_HOST[Kind.PRODUCTION].get(url.host)
+    return _by_host()[Kind.PRODUCTION].get(url.host)
 
 
 def twin_of(known: KnownDirectory) -> KnownDirectory | None:
@@ -130,6 +140,9 @@ def by_endpoints(directory: Mapping[str, Any], kind: Kind) -> KnownDirectory | N
     resources live on a production CA's host: a dry run there would count against
     real rate limits and issue a trusted certificate.
     """
+    from acmedryrun.urls import BadUrl, parse_url
+
+    hosts = _by_host()[kind]
     for name in ENDPOINTS:
         value = directory.get(name)
         if not isinstance(value, str):
@@ -138,6 +151,6 @@ def by_endpoints(directory: Mapping[str, Any], kind: Kind) -> KnownDirectory | N
             host = parse_url(value).host
         except BadUrl:
             continue
-        if host in _BY_HOST[kind]:
-            return _BY_HOST[kind][host]
+        if host in hosts:
+            return hosts[host]
     return None

@@ -18,7 +18,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +32,16 @@ if TYPE_CHECKING:
 
     from acmedryrun.certs import CsrInfo
     from acmedryrun.preflight.identifiers import Identifier
+    from acmedryrun.production.policy import CaPolicy
     from acmedryrun.solvers import Solver
 
 DEFAULT_TIMEOUT = 300.0
+#: Where production's issuance is looked up (crt.sh's JSON interface, issue 17).
+DEFAULT_CT_URL = "https://crt.sh/"
 #: The most a run may be given, seconds (a day).
 MAX_TIMEOUT = 86400.0
+#: The most a patient dry run may keep retrying, seconds (a day).
+MAX_PATIENCE = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,16 @@ class Options:
     reference_directory: str | None = None
     allow_production: bool = False
     renewing: bytes | str | os.PathLike[str] | None = None
+    ct: bool = True
+    ct_url: str | None = None
+    production_policy: str | None = None
+    patience: float | None = None
+    #: One Certificate Transparency look-up per registered domain across the runs of a
+    #: batch (an :class:`acmedryrun.production.ct.CtCache`); a private one when None.
+    ct_cache: Any = field(default=None, compare=False, repr=False)
+    #: Kept-alive connections shared by the runs of a batch (an
+    #: :class:`acmedryrun.transport.ConnectionPool`); the run's own when None.
+    connections: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         timeout = self.timeout
@@ -105,9 +120,16 @@ class Options:
             object.__setattr__(self, "eab", Eab(*self.eab))
         if isinstance(self.caa_identities, str):
             raise UsageError("caa_identities: pass a list of issuer domains, not a string")
-        for name in ("preflight", "allow_production"):
+        for name in ("preflight", "allow_production", "ct"):
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(f"{name}: expected True or False")
+        patience = self.patience
+        if patience is not None:
+            if isinstance(patience, bool) or not isinstance(patience, int | float) \
+                    or not (0 < patience <= MAX_PATIENCE):
+                raise UsageError(f"--patience: {patience!r} is not a duration in"
+                                 f" (0, {MAX_PATIENCE:g}] seconds")
+            object.__setattr__(self, "patience", float(patience))
 
     @classmethod
     def of(cls, **kwargs: Any) -> Options:
@@ -152,6 +174,11 @@ class Plan:
     caa_identities: tuple[str, ...] | None
     allow_production: bool
     renewing: bytes | None
+    #: The CA whose production rate limits are looked up in CT, or None: no look-up.
+    ct_policy: CaPolicy | None = None
+    ct_url: str = DEFAULT_CT_URL
+    ct_cache: Any = None
+    connections: Any = None
 
     @property
     def account_key_given(self) -> bool:
@@ -486,9 +513,32 @@ def plan(identifiers: Sequence[str], options: Options) -> Plan:
     renewing_pem = _renewing(o.renewing) if o.renewing is not None else None
     if not math.isfinite(o.timeout):
         raise UsageError(f"--timeout: {o.timeout!r} is not a number of seconds")
+    ct_policy, ct_url = _ct(o, target)
     return Plan(
         target=target, idents=tuple(idents), solver=solver, verify=verify,
         timeout=o.timeout, key_type=o.key_type or "ec256", csr=csr_info, account_key=jwk,
         new_account_key_path=new_key_path, email=email, eab=eab, profile=profile,
         preflight=o.preflight, dns_resolver=resolver, caa_identities=caa,
-        allow_production=o.allow_production, renewing=renewing_pem)
+        allow_production=o.allow_production, renewing=renewing_pem, ct_policy=ct_policy,
+        ct_url=ct_url, ct_cache=o.ct_cache, connections=o.connections)
+
+
+def _ct(o: Options, target: Target) -> tuple[CaPolicy | None, str]:
+    """Whose production limits CT is asked about (``--production-policy``, else the known
+    directory's CA), and where (``--ct-url``, else crt.sh's JSON interface)."""
+    from acmedryrun.production.policy import POLICIES, production_policy
+
+    url = o.ct_url if o.ct_url is not None else DEFAULT_CT_URL
+    if o.ct_url is not None:
+        url = _check_url(o.ct_url, "--ct-url").text
+    if o.production_policy is not None:
+        policy = production_policy(o.production_policy)
+        if policy is None:
+            known = sorted({d.ca for d in directories.KNOWN} | set(POLICIES))
+            raise UsageError(f"--production-policy: {o.production_policy!r} is not a known CA"
+                             f" ({', '.join(known)})")
+    elif target.known is not None:
+        policy = production_policy(target.known.ca)
+    else:
+        policy = None
+    return (policy if o.ct and policy is not None and policy.ct_checkable else None), url

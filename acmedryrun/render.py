@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -114,6 +115,11 @@ class Output:
             r = event.retry
             self.line(self._c(f"  {r.step.value:<14} retry   {r.reason} (attempt {r.attempt},"
                               f" waiting {r.wait_s:.2f} s)", "33"))
+        elif event.kind == "wait":
+            wait = event.duration_s or 0.0
+            until = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
+            self.line(self._c(f"staging was unstable (attempt {event.attempt}): trying again in"
+                              f" {wait:.0f} s, at {until} (--patience; Ctrl-C stops)", "33"))
 
     def problem(self, p: Problem, indent: str = "") -> None:
         """One problem: cause, severity, name, detail, hint (wrapped, hanging indents)."""
@@ -141,6 +147,16 @@ class Output:
                 self.line(f"  - {reason}", hang="    ")
         if self.verbosity >= 0:
             self.line()
+            for attempt_number, attempt in enumerate(report.attempts[:-1], start=1):
+                self.line(f"attempt {attempt_number}: {attempt.verdict.value}"
+                          f" ({', '.join(attempt.problems) or 'no problem'}),"
+                          f" {attempt.duration_s:.1f} s", hang="    ")
+            if report.verdict.value == "staging_unstable" and report.prod_likely_to_succeed:
+                failed = next((p for p in report.problems if p.severity.decisive), None)
+                where = f" at {failed.step.value} ({failed.name})" if failed else ""
+                self.line("Your setup is proven: the CA validated every name today. What"
+                          f" failed{where} is staging's own machinery, after that.",
+                          hang="    ")
             req = report.requests
             self.line(f"{len(report.identifiers)} name(s), {req.total} requests"
                       f" ({req.polls} polls, {req.retries} retries), {report.duration_s:.2f} s")

@@ -125,6 +125,9 @@ class EventKind(str, enum.Enum):
     PROBLEM = "problem"
     #: A request is being retried (:attr:`Event.retry`).
     RETRY = "retry"
+    #: With ``patience``: the next attempt of a staging_unstable run starts in
+    #: :attr:`Event.duration_s` seconds (:attr:`Event.attempt` runs so far).
+    WAIT = "wait"
 
 
 class StepStatus(str, enum.Enum):
@@ -202,8 +205,10 @@ class Problem:
 class Event:
     """Progress, for ``on_event`` callbacks (the CLI's live output uses it).
 
-    ``kind`` is an :class:`EventKind`: ``step_start``, ``step_end``, ``problem`` or
-    ``retry`` (given as a string, it is converted; an unknown one is a ``ValueError``).
+    ``kind`` is an :class:`EventKind`: ``step_start``, ``step_end``, ``problem``,
+    ``retry`` or ``wait`` (with ``patience``: the next attempt starts in ``duration_s``
+    seconds, after ``attempt`` runs that said staging_unstable).  Given as a string, it is
+    converted; an unknown one is a ``ValueError``.
     """
 
     kind: EventKind
@@ -212,6 +217,7 @@ class Event:
     duration_s: float | None = None
     problem: Problem | None = None
     retry: Retry | None = None
+    attempt: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, EventKind):
@@ -306,6 +312,50 @@ class CertificateSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class Validation:
+    """What the run proved about one identifier today.
+
+    Attributes:
+        identifier: The identifier as ordered (``*.`` for a wildcard).
+        challenge: The challenge type the CA validated it with, or None when it was
+            not validated in this run.
+        fresh: True when the CA validated it in this run, from this run's challenge
+            response: a reused authorization never counts (certbot issue 5116).
+    """
+
+    identifier: str
+    challenge: str | None = None
+    fresh: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return {"identifier": self.identifier, "challenge": self.challenge,
+                "fresh": self.fresh}
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One run of a patient dry run (``patience=``) that came before the final one.
+
+    Attributes:
+        verdict: What that run said (staging_unstable, or the run was the last).
+        problems: The names of its decisive problems.
+        duration_s: How long it took.
+        wait_s: How long the patience waited before it.
+    """
+
+    verdict: Verdict
+    problems: tuple[str, ...] = ()
+    duration_s: float = 0.0
+    wait_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The attempt as JSON-ready data."""
+        return {"verdict": self.verdict.value, "problems": list(self.problems),
+                "duration_s": round(self.duration_s, 4), "wait_s": round(self.wait_s, 3)}
+
+
+@dataclass(frozen=True, slots=True)
 class ProductionTwin:
     """What comparing with the production twin's directory showed.
 
@@ -354,7 +404,10 @@ class Report:
         staging_only_features: Directory features staging offers that production does not.
         production_only_features: The reverse.
         production_twin: The comparison with production behind the prediction.
-        duration_s: Wall time of the whole run.
+        validated: Per identifier, what the run proved today (see :class:`Validation`).
+        attempts: With ``patience``, every run in order, the final one last.
+        duration_s: Wall time of the whole run (with ``patience``: of every attempt and
+            the waits between them).
     """
 
     verdict: Verdict
@@ -371,6 +424,8 @@ class Report:
     staging_only_features: tuple[str, ...] = ()
     production_only_features: tuple[str, ...] = ()
     production_twin: ProductionTwin = field(default_factory=ProductionTwin)
+    validated: tuple[Validation, ...] = ()
+    attempts: tuple[Attempt, ...] = ()
     duration_s: float = 0.0
 
     @property
@@ -410,6 +465,8 @@ class Report:
             "staging_only_features": list(self.staging_only_features),
             "production_only_features": list(self.production_only_features),
             "production_twin": self.production_twin.to_dict(),
+            "validated": [v.to_dict() for v in self.validated],
+            "attempts": [a.to_dict() for a in self.attempts],
             "duration_s": round(self.duration_s, 4),
         }
 

@@ -14,7 +14,9 @@ the :class:`~acmedryrun.classify.Context` the run has gathered).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,6 +50,7 @@ from acmedryrun.report import (
     Step,
     StepResult,
     StepStatus,
+    Validation,
 )
 from acmedryrun.solvers import Challenge, Solver, SolverFailure
 from acmedryrun.transport import Transport
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from josepy.jwk import JWK
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: The steps of a run in order; those a run never reached are reported as skipped.
 STEPS = (Step.PREFLIGHT, Step.DIRECTORY, Step.NONCE, Step.ACCOUNT, Step.ORDER,
@@ -71,6 +75,10 @@ POLL_CAP = 5.0
 #: some CAs decide in the authorization and leave the order pending).
 AUTHZ_CHECK_FIRST = 1.0
 AUTHZ_CHECK_CAP = 8.0
+#: Parallel request streams for a many-name order (authorizations, challenge answers,
+#: deactivations): each has its own connection and nonce (issue 18).
+STREAMS = 8
+
 #: A hook killed this close to the run's deadline was cut short by it (hooks are killed
 #: a little before the deadline, so that they never outlive it).
 DEADLINE_CUT = 1.0
@@ -117,7 +125,8 @@ class Run:
         self.retries: list[Retry] = []
         self.steps: list[StepResult] = []
         self.transport = Transport(verify=plan.verify, deadline=deadline,
-                                   allow_production=plan.allow_production)
+                                   allow_production=plan.allow_production,
+                                   pool=plan.connections)
         self.client: acme.AcmeClient | None = None
         self.preflight: Preflight | None = None
         self.names = NameFindings()
@@ -126,13 +135,19 @@ class Run:
         self.chain_pem: bytes | None = None
         self.order: acme.Order | None = None
         self.run_authzs: list[Url] = []
+        #: Per identifier as ordered: the challenge type the CA validated it with today.
+        self.fresh: dict[str, str] = {}
         self.prepared: list[Challenge] = []
         self.self_check_passed: frozenset[str] = frozenset()
         self.self_check_failed: frozenset[str] = frozenset()
         self.caa_production_account: frozenset[str] = frozenset()
+        self.account_created = False
         self.twin = ProductionTwin(plan.target.reference_url)
         self.comparison = compare.TwinComparison()
         self._reach: c.Reach | None = None
+        self._ct_thread: threading.Thread | None = None
+        self._ct_problems: list[Problem] | None = None
+        self._ct_reasons: tuple[str, ...] = ()
 
     # -- the sequence ---------------------------------------------------------------------
 
@@ -145,6 +160,7 @@ class Run:
         """
         try:
             if self.check_locally():
+                self.start_ct()
                 directory = self.get_directory()
                 self.production_checks(directory)
                 self.register()
@@ -161,6 +177,7 @@ class Run:
         finally:
             try:
                 self.cleanup()
+                self.finish_ct()
             finally:
                 self.transport.close()
         if self.deadline.cancelled:
@@ -183,6 +200,7 @@ class Run:
             self_check_passed=self.self_check_passed,
             self_check_failed=self.self_check_failed,
             caa_production_account=self.caa_production_account,
+            account_created=self.account_created,
             spent=self.deadline.spent,
         )
         if obs is not None and c.needs_reference(obs, ctx) and self.plan.target.reference_url:
@@ -304,7 +322,7 @@ class Run:
             self.twin = ProductionTwin(url, False, (
                 f"production ({url}) could not be compared: {reference.reason}",))
             return
-        self._reach = c.Reach.ANSWERED
+        self._reach = c.Reach.DIRECTORY
         used = compare.UsedFeatures(challenge_type=self.plan.solver.challenge_type,
                                     profile=self.plan.profile, eab=self.plan.eab is not None)
         self.comparison = compare.compare_directories(directory.data, reference, used=used)
@@ -325,6 +343,7 @@ class Run:
             if account is None:
                 eab = (self.plan.eab.kid, self.plan.eab.hmac_key) if self.plan.eab else None
                 account = acme.new_account(client, email=self.plan.email, eab=eab)
+                self.account_created = True
             client.kid = self.account_url = account.url
             if account.status != "valid":
                 raise self.fail(c.AccountStatus(account.status), Step.ACCOUNT)
@@ -345,13 +364,15 @@ class Run:
         with self.step(Step.ORDER):
             self.order = acme.new_order(client, idents, self.plan.profile)
         with self.step(Step.AUTHORIZATION):
-            authzs = [acme.get_authorization(client, u) for u in self.order.authorizations]
+            authzs = self.parallel(lambda u: acme.get_authorization(client, u),
+                                   self.order.authorizations)
             reused = [a for a in authzs if a.status == "valid"]
             if reused:
-                for a in reused:
-                    acme.deactivate(client, a.url, Step.AUTHORIZATION)
+                self.parallel(lambda a: acme.deactivate(client, a.url, Step.AUTHORIZATION),
+                              reused)
                 self.order = acme.new_order(client, idents, self.plan.profile)
-                authzs = [acme.get_authorization(client, u) for u in self.order.authorizations]
+                authzs = self.parallel(lambda u: acme.get_authorization(client, u),
+                                       self.order.authorizations)
                 for a in authzs:
                     if a.status == "valid":
                         # Not validated today: staging could not test this name's setup.
@@ -390,13 +411,16 @@ class Run:
                     p.identifier for p in checked.problems if p.identifier)
                 for problem in checked.problems:
                     self.add(problem)
+            refs = [next(r for r in a.challenges if r.url.text == ch.url)
+                    for a, ch in challenges]
+            answers = self.parallel(lambda r: acme.answer_challenge(self._client(), r), refs)
             answered = []
-            for a, ch in challenges:
-                ref = next(r for r in a.challenges if r.url.text == ch.url)
+            for (a, _), answer in zip(challenges, answers, strict=True):
                 # Some CAs validate in the POST itself and answer valid or invalid there.
-                answer = acme.answer_challenge(self._client(), ref)
                 if answer.status == "invalid":
                     self._invalid(a, answer)
+                if answer.status == "valid":
+                    self.fresh[a.domain] = answer.type
                 answered.append((a, answer))
             self.await_validation(answered)
 
@@ -444,6 +468,7 @@ class Run:
                             None)
                 if current.status == "valid":
                     done.add(authz.url.text)
+                    self.fresh[current.domain] = ref.type
                 elif current.status == "invalid" or (mine is not None
                                                      and mine.status == "invalid"):
                     self._invalid(current, mine)
@@ -470,6 +495,9 @@ class Run:
         def poll_round() -> bool:
             nonlocal order, check_at, check_every
             order = acme.get_order(client, order.url, step=Step.CHALLENGE, poll=True)
+            if order.status in ("ready", "processing", "valid"):
+                # RFC 8555 section 7.1.6: every authorization of the order is valid.
+                self.fresh.update((a.domain, r.type) for a, r in answered)
             if order.status != "pending":
                 return True
             if time.monotonic() >= check_at:
@@ -494,6 +522,8 @@ class Run:
             return
         for authz, ref in answered:
             current = acme.get_authorization(client, authz.url, step=Step.CHALLENGE)
+            if current.status == "valid":
+                self.fresh[current.domain] = ref.type
             if current.status not in ("valid", "pending"):
                 mine = next((ch for ch in current.challenges if ch.url.text == ref.url.text),
                             None)
@@ -551,37 +581,131 @@ class Run:
                            else c.SolverError(SolverErrorKind.OTHER, acme_describe(exc)))
                     self.add(c.classify(obs, step=Step.CLEANUP, identifier=ch.domain,
                                         severity=Severity.WARNING))
-            for i, url in enumerate(self.run_authzs):
-                if self.deadline.expired or self.client is None:
-                    # The CA cannot be asked any more: say so, and which were left.
-                    left = self.run_authzs[i:]
-                    if outcome.status is StepStatus.OK:
-                        outcome.status = StepStatus.SKIPPED
-                    if not self.deadline.cancelled:
-                        self.add(c.classify(c.CleanupIncomplete("skipped", (
-                            f"{len(left)} authorization(s) not deactivated: the run's"
-                            f" deadline had passed ({', '.join(u.text for u in left[:3])}"
-                            f"{', ...' if len(left) > 3 else ''})")),
-                            step=Step.CLEANUP, severity=Severity.WARNING))
-                    break
-                try:
-                    authz = acme.deactivate(self.client, url, Step.CLEANUP)
-                except RequestFailed as exc:
-                    if isinstance(exc.obs, c.AcmeError) and exc.obs.short_type == "malformed":
-                        continue  # already invalid or deactivated: nothing to undo
-                    outcome.status = StepStatus.FAILED
-                    self.add(c.classify(exc.obs, step=Step.CLEANUP, severity=Severity.WARNING,
-                                        context=self.context()))
-                    continue
-                if authz.status != "deactivated":
-                    # RFC 8555 section 7.5.2: the answer is the authorization, deactivated.
+            if self.run_authzs:
+                self._deactivate_all(outcome)
+
+    def _deactivate_all(self, outcome: _Outcome) -> None:
+        """Deactivate this run's authorizations (RFC 8555 section 7.5.2), side by side."""
+        client = self.client
+
+        def deactivate(url: Url) -> acme.Authorization | c.Observation:
+            if client is None or self.deadline.expired:
+                return c.DeadlineExceeded()
+            try:
+                return acme.deactivate(client, url, Step.CLEANUP)
+            except RequestFailed as exc:
+                return exc.obs
+
+        results = self.parallel(deactivate, self.run_authzs)
+        left = [u for u, r in zip(self.run_authzs, results, strict=True)
+                if isinstance(r, c.DeadlineExceeded)]
+        if left:
+            # The CA could not be asked any more: say so, and which were left.
+            if outcome.status is StepStatus.OK:
+                outcome.status = StepStatus.SKIPPED
+            if not self.deadline.cancelled:
+                self.add(c.classify(c.CleanupIncomplete("skipped", (
+                    f"{len(left)} authorization(s) not deactivated: the run's deadline had"
+                    f" passed ({', '.join(u.text for u in left[:3])}"
+                    f"{', ...' if len(left) > 3 else ''})")),
+                    step=Step.CLEANUP, severity=Severity.WARNING))
+        for result in results:
+            if isinstance(result, acme.Authorization):
+                if result.status == "valid":
+                    # RFC 8555 section 7.5.2: the answer is the authorization, deactivated;
+                    # one still valid can be reused (an invalid one has nothing to undo).
                     outcome.status = StepStatus.FAILED
                     self.add(c.classify(c.CleanupIncomplete("ignored", (
-                        f"the CA answered the deactivation of {authz.domain} with status"
-                        f" {authz.status!r}, not 'deactivated'")), step=Step.CLEANUP,
-                        identifier=authz.domain, severity=Severity.WARNING))
+                        f"the CA answered the deactivation of {result.domain} with status"
+                        f" {result.status!r}, not 'deactivated'")), step=Step.CLEANUP,
+                        identifier=result.domain, severity=Severity.WARNING))
+            elif isinstance(result, c.DeadlineExceeded) or (
+                    isinstance(result, c.AcmeError) and result.short_type == "malformed"):
+                continue  # skipped (reported above), or already invalid: nothing to undo
+            else:
+                outcome.status = StepStatus.FAILED
+                self.add(c.classify(result, step=Step.CLEANUP, severity=Severity.WARNING,
+                                    context=self.context()))
+
+    def start_ct(self) -> None:
+        """Production's rate limits from Certificate Transparency, beside the run.
+
+        For a known public CA (or ``--production-policy``): the certificates it issued
+        lately for this run's registered domains (read-only GETs, in a thread of their
+        own so that a slow CT log costs the run no time).  No answer is a notice.
+        """
+        plan = self.plan
+        if plan.ct_policy is None:
+            return
+        from acmedryrun.production import ct
+        from acmedryrun.transport import Purpose, Resource
+
+        def fetch(url: str, timeout: float) -> bytes:
+            try:
+                resp = self.transport.request("GET", url, resource=Resource.CT,
+                                              purpose=Purpose.PRODUCTION, budget=timeout,
+                                              accept="application/json")
+            except RequestFailed as exc:
+                raise ct.CtFetchError(str(getattr(exc.obs, "detail", "") or exc.obs)) from exc
+            if resp.status != 200:
+                raise ct.CtFetchError(f"HTTP {resp.status}")
+            return resp.body
+
+        policy = plan.ct_policy
+        names = [i.value for i in plan.idents]
+
+        def look() -> None:
+            forecast = ct.check_rate_limits(names, policy, fetch=fetch, cache=plan.ct_cache,
+                                            url=plan.ct_url)
+            self._ct_problems = list(forecast.problems)
+            self._ct_reasons = tuple(forecast.reasons)
+
+        self._ct_thread = threading.Thread(target=look, name="acmedryrun-ct", daemon=True)
+        self._ct_thread.start()
+
+    def finish_ct(self) -> None:
+        """Wait (within the deadline) for the CT look-up and add what it predicts."""
+        thread = self._ct_thread
+        if thread is None:
+            return
+        thread.join(max(0.0, self.deadline.remaining()) + 0.5)
+        if thread.is_alive() or self._ct_problems is None:
+            self._ct_problems = [Problem(
+                name="CtUnavailable", cause=None, severity=Severity.INFO, step=Step.ORDER,
+                detail=f"no answer from {self.plan.ct_url} within the run's deadline",
+                hint="Production's rate limits were not checked from Certificate"
+                " Transparency; the staging verdict stands. --no-ct skips the look-up.")]
+        for problem in self._ct_problems:
+            self.add(problem)
+        if self._ct_reasons:
+            self.twin = dataclasses.replace(
+                self.twin, reasons=self.twin.reasons + self._ct_reasons)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def parallel(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``fn`` over ``items`` on up to :data:`STREAMS` request streams, results in order.
+
+        Each stream is a thread with its own connection and nonce (the client hands
+        this thread's nonce to the first); the first failure, in item order, is raised
+        once every stream has stopped.  One item runs here, without a thread.
+        """
+        if len(items) <= 1:
+            return [fn(item) for item in items]
+        client = self._client()
+        client.share_nonce()
+
+        def stream(item: T) -> R:
+            try:
+                return fn(item)
+            finally:
+                client.share_nonce()  # back to the pool for the next stream, or for us
+
+        workers = min(STREAMS, len(items))
+        with concurrent.futures.ThreadPoolExecutor(workers, "acmedryrun-stream") as pool:
+            futures = [pool.submit(stream, item) for item in items]
+            concurrent.futures.wait(futures)
+        return [f.result() for f in futures]
 
     def _client(self) -> acme.AcmeClient:
         assert self.client is not None  # noqa: S101 - get_directory() creates it first
@@ -704,7 +828,10 @@ class Run:
         problems = list(self.problems)
         if self.retries and not any(p.severity.decisive for p in problems):
             problems.append(survived_retries_warning(len(self.retries), self.retries[0].step))
-        decision = decide(problems, self.retries)
+        validated = tuple(Validation(i.value, self.fresh.get(i.value), i.value in self.fresh)
+                          for i in self.plan.idents)
+        decision = decide(problems, self.retries,
+                          validated=bool(validated) and all(v.fresh for v in validated))
         stats = self.client.stats if self.client else None
         ran = {s.step: s for s in self.steps}
         steps = tuple(ran.get(step, StepResult(step, StepStatus.SKIPPED, 0.0)) for step in STEPS)
@@ -726,6 +853,7 @@ class Run:
             staging_only_features=self.comparison.staging_only_features,
             production_only_features=self.comparison.production_only_features,
             production_twin=self.twin,
+            validated=validated,
             duration_s=time.monotonic() - self.started,
         )
 

@@ -236,6 +236,10 @@ _META: Mapping[str, tuple[str, str]] = {
     "Malformed": (CA_ANSWERS, "The CA rejected a request as malformed."),
     "CaLostObject": (CA_ANSWERS, "The CA answered 'not found' for a URL it handed out"
                      " itself."),
+    "CaLostAccount": (CA_ANSWERS, "The CA said the account this run had just created does"
+                      " not exist."),
+    "ServerErrorStatus": (CA_ANSWERS, "A problem document that blames the request, sent"
+                          " with a server-error status: the CA failed."),
     "RateLimited": (CA_ANSWERS, "A rate limit was hit (rateLimited, or HTTP 429)."),
     "ServiceBusy": (CA_ANSWERS, "The CA shed load ('service busy')."),
     "UnknownAcmeError": (CA_ANSWERS, "A problem type acmedryrun does not know."),
@@ -446,7 +450,12 @@ _RULE_WHEN: Mapping[str, tuple[str, tuple[Step, ...], tuple[Severity, ...]]] = {
                              (Step.DIRECTORY,), (FATAL,)),
     "_CA_LOST_OBJECT": ("`malformed` with HTTP 404 or 409 after the directory step", (),
                         (FATAL,)),
-    "_CAA_STAGING_ACCOUNT": ("`caa` for a name whose CAA accounturi names only the"
+    "_CA_LOST_ACCOUNT": ("`accountDoesNotExist` after this run created its account (not"
+                         " at the account step)", (), (FATAL,)),
+    "_SERVER_STATUS": ("a problem type that blames the request (`malformed`,"
+                       " `unauthorized`, ...) with an HTTP 5xx status", (), (FATAL,)),
+    "_CAA_STAGING_ACCOUNT": ("`caa` (also inside a failed validation, or as every"
+                             " subproblem) for names whose CAA accounturi names only the"
                              " production account", (), (FATAL,)),
     "_HTTP_BLOCKED": ("HTML 401/403/407 from staging, and the production twin blocked or"
                       " unreachable too", (), (FATAL,)),

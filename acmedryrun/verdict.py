@@ -7,6 +7,12 @@
 Warnings and survived retries lower ``confidence``, never the verdict.  A staging
 problem can therefore never produce ``client_error``, and any decisive problem
 rules out ``likely_success``.
+
+The prediction: ``likely_success`` -> production likely succeeds; ``client_error`` ->
+it does not; ``staging_unstable`` -> it does (confidence medium) when every identifier
+was freshly validated today before the staging fault and no client problem was found
+(the subscriber's part is proven; what failed is the CA's own machinery), else staging
+could not tell (None).
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ def _weakest(problems: Iterable[Problem], start: Confidence = Confidence.HIGH) -
     return min((p.confidence for p in problems), key=lambda c: c.rank, default=start)
 
 
-def decide(problems: Iterable[Problem], retries: Iterable[Retry] = ()) -> Decision:
-    """Apply the verdict rule.
+def decide(problems: Iterable[Problem], retries: Iterable[Retry] = (), *,
+           validated: bool = False) -> Decision:
+    """Apply the verdict rule and the prediction rule.
 
     Args:
         problems: Every problem of the run.
         retries: Every retry of the run (survived retries lower confidence).
+        validated: Every identifier was freshly validated in this run (a reused
+            authorization never counts).
 
     Returns:
         The verdict, ``prod_likely_to_succeed`` (None when staging could not tell)
@@ -47,6 +56,8 @@ def decide(problems: Iterable[Problem], retries: Iterable[Retry] = ()) -> Decisi
         return Decision(Verdict.CLIENT_ERROR, False, _weakest(client))
     staging = [p for p in decisive if p.cause is Cause.STAGING]
     if staging:
+        if validated:
+            return Decision(Verdict.STAGING_UNSTABLE, True, Confidence.MEDIUM)
         return Decision(Verdict.STAGING_UNSTABLE, None, _weakest(staging))
     confidence = Confidence.HIGH
     if any(p.severity is Severity.WARNING for p in problems) or any(True for _ in retries):

@@ -118,3 +118,26 @@ def test_pure_modules_do_no_io(name: str) -> None:
     bad = sorted(m for m in foreign | reached
                  if any(m == io or m.startswith(io + ".") for io in IO))
     assert bad == [], f"{name} reaches I/O modules {bad}"
+
+
+HEAVY = ("requests", "urllib3", "cryptography", "acme", "josepy", "dns", "idna",
+         "http.server", "acmedryrun.report", "acmedryrun.run")
+
+
+@pytest.mark.parametrize("code", [
+    "import acmedryrun",
+    "import sys; sys.argv = ['acmedryrun', '--help']\n"
+    "from acmedryrun.cli import main\n"
+    "import contextlib, io\n"
+    "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit): main()",
+])
+def test_start_up_imports_nothing_heavy(code: str) -> None:
+    """``import acmedryrun`` and ``acmedryrun --help`` stay cheap: the HTTP, crypto, DNS and
+    ACME libraries (and the run itself) are imported when a run needs them (issue 18)."""
+    import subprocess
+    import sys
+
+    probe = code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                                text=True, check=True).stdout.split())
+    assert sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY) == []

@@ -223,7 +223,7 @@ def test_no_colour_when_piped_or_with_no_color(pebble: LocalPebble, unique_name:
 def test_colour_and_live_line_on_a_terminal_unless_no_color() -> None:
     import io
 
-    from acmedryrun.cli import Output
+    from acmedryrun.render import Output
     from acmedryrun.report import Event, Step, StepStatus
 
     class Tty(io.StringIO):

@@ -9,15 +9,22 @@ its own proxy (cheap: a key pair and a socket).
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import http.server
 import json
 import os
 import re
 import select
 import signal
 import socket
+import ssl
+import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,7 @@ from acmedryrun.testing._faultproxy import (
     ENDPOINTS,
     Fault,
     FaultProxy,
+    ProxyConnection,
     ProxyEvent,
     parse_fault,
     run_proxy,
@@ -418,6 +426,239 @@ def test_stop_is_prompt_with_an_idle_keep_alive_connection(pebble: LocalPebble) 
     assert time.monotonic() - started < 2
     assert not Path(ca_bundle).exists()
     assert not proxy.running
+
+
+# ------------------------------------------------------------------ latency
+
+LATENCY = 0.05  # one way: a 100 ms round trip, far above this machine's jitter
+RTT = 2 * LATENCY
+#: How far above the modelled delay a median may land: the proxy's own loopback
+#: exchange with Pebble (a fresh TLS connection, ~2-5 ms) plus a shared machine's noise.
+SLACK = 0.05
+
+
+def _https(proxy: FaultProxy, context: ssl.SSLContext) -> http.client.HTTPSConnection:
+    return http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=TIMEOUT,
+                                       context=context)
+
+
+def _timed_get(conn: http.client.HTTPSConnection, target: str) -> float:
+    """Seconds for one GET on ``conn`` (connecting first if it is new), body read."""
+    started = time.perf_counter()
+    conn.request("GET", target)
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200
+    return time.perf_counter() - started
+
+
+def _costs(proxy: FaultProxy, context: ssl.SSLContext) -> tuple[float, float]:
+    """Median seconds of a first request on a new connection, and of a kept-alive one."""
+    target = urllib.parse.urlsplit(proxy.directory_url).path
+    first, later = [], []
+    for _ in range(3):
+        conn = _https(proxy, context)
+        try:
+            first.append(_timed_get(conn, target))
+            later.extend(_timed_get(conn, target) for _ in range(3))
+        finally:
+            conn.close()
+    return statistics.median(first), statistics.median(later)
+
+
+def _tls_context(proxy: FaultProxy, maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=proxy.ca_bundle)
+    if maximum is not None:
+        context.maximum_version = maximum
+    return context
+
+
+@pytest.mark.parametrize(
+    ("maximum", "version", "setup_rtts"),
+    [(None, "TLSv1.3", 2), (ssl.TLSVersion.TLSv1_2, "TLSv1.2", 3)],
+    ids=["tls1.3", "tls1.2"],
+)
+def test_latency_costs_a_round_trip_per_request_and_the_handshakes_per_connection(
+    pebble: LocalPebble, maximum: ssl.TLSVersion | None, version: str, setup_rtts: int
+) -> None:
+    """Added delay = latency-free proxy vs the same proxy 50 ms away, same client.
+
+    A request on a kept-alive connection costs one round trip more; the first
+    request on a new connection costs TCP's round trip, TLS's (one for 1.3, two
+    for 1.2) and its own: 3 RTT on TLS 1.3, 4 on TLS 1.2.
+    """
+    with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle) as near:
+        near_first, near_later = _costs(near, _tls_context(near, maximum))
+        assert all(c.setup_delay == 0.0 for c in near.connections)
+    seen: list[ProxyConnection] = []
+    with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle,
+                    latency=LATENCY, on_connection=seen.append) as far:
+        assert far.latency == LATENCY
+        far_first, far_later = _costs(far, _tls_context(far, maximum))
+        connections = far.connections
+    added_request = far_later - near_later
+    added_first = far_first - near_first
+    expected_first = (setup_rtts + 1) * RTT
+    print(f"{version}: request +{added_request * 1000:.1f} ms (model {RTT * 1000:.0f}),"
+          f" new connection +{added_first * 1000:.1f} ms (model {expected_first * 1000:.0f});"
+          f" absolute {far_later * 1000:.1f} / {far_first * 1000:.1f} ms")
+    # Sleeps never return early, so each figure is at least the model ...
+    assert far_later >= RTT
+    assert far_first >= expected_first
+    # ... and the added delay is the model, within the slack.
+    assert RTT - SLACK / 2 <= added_request <= RTT + SLACK
+    assert expected_first - SLACK / 2 <= added_first <= expected_first + SLACK
+    # Three client connections (the directory fetch at start() is the proxy's own).
+    assert seen == connections
+    assert [(c.tls_version, c.resumed) for c in connections] == [(version, False)] * 3
+    assert [c.setup_delay for c in connections] == pytest.approx([setup_rtts * RTT] * 3)
+
+
+def test_latency_a_resumed_tls12_session_costs_one_tls_round_trip(pebble: LocalPebble) -> None:
+    with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle,
+                    latency=LATENCY) as proxy:
+        context = _tls_context(proxy, ssl.TLSVersion.TLSv1_2)
+        target = urllib.parse.urlsplit(proxy.directory_url).path
+        conn = _https(proxy, context)
+        _timed_get(conn, target)
+        session = conn.sock.session
+        conn.close()
+        resumed = _https(proxy, context)
+        raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT)
+        resumed.sock = context.wrap_socket(raw, server_hostname="127.0.0.1", session=session)
+        try:
+            first = _timed_get(resumed, target)
+            assert resumed.sock.session_reused
+        finally:
+            resumed.close()
+        connections = proxy.connections
+    assert [(c.tls_version, c.resumed) for c in connections] == [("TLSv1.2", False),
+                                                                 ("TLSv1.2", True)]
+    assert [c.setup_delay for c in connections] == pytest.approx([3 * RTT, 2 * RTT])
+    assert first >= 2 * RTT  # handshake already done: the set-up wait, then one request
+    assert first <= 3 * RTT + SLACK
+
+
+def test_latency_applies_to_injected_faults_and_adds_to_a_delay_fault(
+    pebble: LocalPebble,
+) -> None:
+    with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle,
+                    latency=LATENCY,
+                    faults=[parse_fault("directory:html:502,after=1,count=1"),
+                            parse_fault("directory:delay:0.1,after=1,count=1")]) as proxy:
+        conn = _https(proxy, _tls_context(proxy))
+        target = urllib.parse.urlsplit(proxy.directory_url).path
+        try:
+            _timed_get(conn, target)  # warm: the connection's set-up is paid here
+            started = time.perf_counter()
+            conn.request("GET", target)
+            response = conn.getresponse()
+            response.read()
+            html_s = time.perf_counter() - started
+            assert response.status == 502
+            delayed_s = _timed_get(conn, target)
+        finally:
+            conn.close()
+    assert [e.fault.kind if e.fault else None for e in proxy.events] == [None, "html", "delay"]
+    assert RTT <= html_s <= RTT + SLACK
+    assert RTT + 0.1 <= delayed_s <= RTT + 0.1 + SLACK
+
+
+def test_latency_rejects_bad_values(pebble: LocalPebble) -> None:
+    for bad in (-0.1, float("inf"), float("nan"), "0.1", True):
+        with pytest.raises(ValueError, match="latency"):
+            FaultProxy(pebble.directory_url, latency=bad)  # type: ignore[arg-type]
+    assert FaultProxy(pebble.directory_url).latency == 0.0
+
+
+def test_stop_is_prompt_during_a_latency_wait(pebble: LocalPebble) -> None:
+    proxy = FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle,
+                       latency=30.0).start()
+    conn = _https(proxy, _tls_context(proxy))
+    conn.timeout = 60
+    conn.connect()  # handshake done: the proxy now waits out the 180 s set-up
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            _timed_get(conn, "/dir")
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    proxy.stop()
+    thread.join(TIMEOUT)
+    conn.close()
+    assert time.monotonic() - started < 3
+    assert not thread.is_alive()
+    assert errors  # the client got a closed connection, not an answer
+    assert proxy.connections == []  # stopped during the set-up: never served
+
+
+class _PortRecorder(http.server.BaseHTTPRequestHandler):
+    """An HTTP/1.1 upstream that answers a tiny directory and records each request's
+    client port (one port per TCP connection), so a test sees connection reuse."""
+
+    protocol_version = "HTTP/1.1"
+    ports: list[int]
+    close_after_each = False
+
+    def do_GET(self) -> None:
+        self.ports.append(self.client_address[1])
+        body = json.dumps({"newNonce": "http://127.0.0.1/nonce"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        # Hang up without saying "Connection: close": a kept connection goes stale.
+        self.close_connection = self.close_after_each
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _recording_upstream(*, close_after_each: bool) -> Iterator[tuple[str, list[int]]]:
+    ports: list[int] = []
+    handler = type("Recorder", (_PortRecorder,),
+                   {"ports": ports, "close_after_each": close_after_each})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/dir", ports
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(TIMEOUT)
+
+
+@pytest.mark.parametrize("close_after_each", [False, True], ids=["kept", "stale"])
+def test_upstream_keepalive_keeps_one_upstream_connection_per_client_connection(
+    close_after_each: bool,
+) -> None:
+    with _recording_upstream(close_after_each=close_after_each) as (upstream, ports):
+        for keepalive in (False, True):
+            ports.clear()
+            with FaultProxy(upstream, upstream_keepalive=keepalive) as proxy:
+                ports.clear()  # start()'s own directory fetch
+                for _ in range(2):  # two client connections, three requests each
+                    conn = _https(proxy, _tls_context(proxy))
+                    try:
+                        for _ in range(3):
+                            _timed_get(conn, "/dir")
+                    finally:
+                        conn.close()
+            assert len(ports) == 6
+            distinct = len(set(ports))
+            if keepalive and not close_after_each:
+                assert distinct == 2  # one upstream connection per client connection
+            else:  # a fresh one per request; a stale kept one is replaced, not an error
+                assert distinct == 6
 
 
 # ------------------------------------------------------------------ parse_fault

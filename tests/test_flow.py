@@ -49,13 +49,19 @@ def test_three_names_in_one_order_are_all_on_the_certificate(
     assert report.identifiers == tuple(names)
 
 
-def test_requests_stay_at_the_protocol_floor(pebble: LocalPebble, unique_name: str) -> None:
-    """directory, nonce, account, order, N authz, N answers, finalize, cert, N deactivations."""
-    names = [unique_name, f"www.{unique_name}"]
+@pytest.mark.parametrize("n", [1, 2, 12])
+def test_requests_stay_at_the_protocol_floor(pebble: LocalPebble, unique_name: str,
+                                             n: int) -> None:
+    """directory, nonce, account, order, N authz, N answers, finalize, cert, N deactivations;
+    parallel streams add at most one newNonce each beyond the first (issue 18)."""
+    from acmedryrun.run import STREAMS
+
+    names = [unique_name] + [f"n{i}.{unique_name}" for i in range(n - 1)]
     report = run(pebble, names)
-    n = len(names)
+    assert report.verdict is Verdict.LIKELY_SUCCESS, report.problems
     floor = 1 + 1 + 1 + 1 + n + n + 1 + 1 + n
-    assert report.requests.total == floor + report.requests.polls
+    extra = report.requests.total - report.requests.polls - floor
+    assert 0 <= extra <= min(n, STREAMS) - 1
     assert report.requests.retries == 0
 
 
@@ -312,4 +318,24 @@ def test_one_order_of_fifty_names_is_validated_name_by_name(pebble: LocalPebble)
     assert report.certificate is not None
     assert sorted(report.certificate.names) == sorted(names)
     floor = 4 + 3 * len(names) + 2  # directory, nonce, account, order; N x 3; finalize, cert
-    assert report.requests.total == floor + report.requests.polls
+    from acmedryrun.run import STREAMS
+
+    extra = report.requests.total - report.requests.polls - floor
+    assert 0 <= extra <= STREAMS - 1, "one newNonce per extra request stream at most"
+
+
+def test_parallel_streams_survive_a_badnonce_on_one_stream(pebble: LocalPebble) -> None:
+    """badNonce answers on some of a 12-name order's parallel authorization reads: each
+    is retried with the nonce its error carried, and the run needs nothing else."""
+    from acmedryrun.testing import FaultProxy, parse_fault
+
+    names = [f"s{i}.streams-{os.getpid()}.example.com" for i in range(12)]
+    with FaultProxy(pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle,
+                    faults=[parse_fault("authz:status:400,type=badNonce,count=3")]) as proxy:
+        report = acmedryrun.dry_run(names, directory=proxy.directory_url,
+                                    ca_bundle=proxy.ca_bundle, solver=http_solver(pebble),
+                                    dns_resolver=pebble.dns_resolver, timeout=30)
+        nonces = proxy.hits("nonce")
+    assert report.verdict is Verdict.LIKELY_SUCCESS, report.problems
+    assert [r.reason for r in report.retries] == ["badNonce"] * 3
+    assert nonces <= 8, "no stream needed more than its first newNonce"

@@ -55,6 +55,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from acmedryrun.options import DEFAULT_CT_URL
 from acmedryrun.production.policy import CaPolicy, Limit, Refill, registered_domain
 from acmedryrun.report import Cause, Confidence, Problem, Severity, Step
 
@@ -80,8 +81,6 @@ __all__ = [
     "source_kind",
 ]
 
-#: crt.sh's JSON interface (``?q=...&output=json``), the default CT search endpoint.
-DEFAULT_CT_URL = "https://crt.sh/"
 #: Seconds one GET of the CT source may take; crt.sh often needs 5-20 s.
 DEFAULT_TIMEOUT = 20.0
 #: A CT answer larger than this is no answer (about 20,000 crt.sh rows).

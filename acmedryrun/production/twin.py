@@ -57,10 +57,19 @@ class TwinUnavailable:
 
 
 def reach_of(answer: Mapping[str, Any] | TwinUnavailable) -> Reach:
-    """How far a :func:`fetch_directory` answer got.  Pure."""
-    if not isinstance(answer, TwinUnavailable) or answer.kind is not UnavailableKind.UNREACHABLE:
-        return Reach.ANSWERED
-    return Reach.TLS_VERIFY if answer.tls_verify else Reach.UNREACHABLE
+    """How far a :func:`fetch_directory` answer got.  Pure.
+
+    A directory; a block page (HTTP 401/403/407, what a filtering or TLS-intercepting
+    proxy answers in a CA's place); another HTTP answer; a TLS verification failure;
+    no connection at all.
+    """
+    if not isinstance(answer, TwinUnavailable):
+        return Reach.DIRECTORY
+    if answer.kind is UnavailableKind.UNREACHABLE:
+        return Reach.TLS_VERIFY if answer.tls_verify else Reach.UNREACHABLE
+    if answer.http_status in c.BLOCK_STATUSES:
+        return Reach.BLOCKED
+    return Reach.ANSWERED
 
 
 def twin_unavailable_problem(url: str, reason: str | TwinUnavailable) -> Problem:

@@ -24,6 +24,9 @@ from acmedryrun.report import ChallengeType, SolverErrorKind
 if TYPE_CHECKING:
     from acmedryrun.deadline import Deadline
 
+#: RFC 8555 section 8.3: the path the CA fetches an http-01 response from.
+WELL_KNOWN = "/.well-known/acme-challenge/"
+
 
 @dataclass(frozen=True, slots=True)
 class Challenge:

@@ -93,6 +93,33 @@ kind            what the client sees
                 seconds: a per-read timeout never fires, only a total one does.
 =============== ==================================================================
 
+Latency
+-------
+``FaultProxy(..., latency=0.025)`` puts the proxy 25 ms (one way) away from its
+clients, a 50 ms round trip, so a benchmark or a timeout test sees a CA at a
+realistic distance.  The model, per direction and per connection:
+
+* each request waits ``latency`` after it was read in full, before it is
+  forwarded (or a fault handles it), and each response (or reset) waits
+  ``latency`` before it is written: one round trip per request/response;
+* each new connection waits, after its TLS handshake and before its first
+  request is read, one round trip for the TCP handshake plus the TLS
+  handshake's round trips: one for TLS 1.3 (and for a resumed TLS 1.2
+  session), two for a full TLS 1.2 handshake (RFC 8446 section 2, RFC 5246
+  section 7.3).  The first request on a new TLS 1.3 connection therefore
+  costs three round trips, every later one on that connection one;
+* the proxy's own loopback exchange with upstream adds its real (small) cost
+  on top; upstream (the CA) and the CA's validation traffic are not delayed.
+  By default each request is a fresh connection to upstream (a TLS handshake
+  on both sides, ~1-3 ms of CPU); ``upstream_keepalive=True`` keeps one
+  upstream connection per client connection instead, as a CA's load balancer
+  does, so a benchmark through the proxy does not measure the proxy's
+  handshakes (a kept connection found closed is replaced once, transparently).
+
+`FaultProxy.connections` lists the connections accepted (TLS version,
+resumed or not, the set-up wait), ``on_connection`` is called for each.  A
+``delay`` fault adds to the latency.
+
 Faults are consulted in the order given; the first one that fires handles the
 request, so at most one fault applies per request.  A fault matches a request
 by endpoint; of its matching requests it lets the first ``after`` pass, then
@@ -173,6 +200,7 @@ __all__ = [
     "Fault",
     "FaultProxy",
     "FaultProxyError",
+    "ProxyConnection",
     "ProxyEvent",
     "parse_fault",
     "run_proxy",
@@ -608,6 +636,34 @@ class ProxyEvent:
     upstream_status: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class ProxyConnection:
+    """One client connection the proxy accepted (see "Latency" in the module docstring).
+
+    Attributes:
+        tls_version: The negotiated protocol, e.g. ``"TLSv1.3"``.
+        resumed: True when the client resumed an earlier TLS session.
+        setup_delay: Seconds the connection waited, after its handshake, for
+            the TCP and TLS round trips it would cost at the proxy's latency
+            (0.0 without latency).
+    """
+
+    tls_version: str | None
+    resumed: bool
+    setup_delay: float
+
+
+def _setup_round_trips(tls_version: str | None, resumed: bool) -> int:
+    """Round trips before a client can send its first request on a new connection.
+
+    One for TCP's handshake, then TLS's: TLS 1.3's full handshake and every
+    resumption take one (RFC 8446 section 2, without 0-RTT data), a full
+    TLS 1.2 handshake two (RFC 5246 section 7.3).
+    """
+    tls = 1 if resumed or tls_version == "TLSv1.3" else 2
+    return 1 + tls
+
+
 @dataclass
 class _Armed:
     """A fault plus its counters (guarded by the proxy's lock)."""
@@ -627,6 +683,21 @@ class _Upstream:
 
 class _UpstreamError(Exception):
     """Upstream could not be reached or answered garbage at the HTTP level."""
+
+
+class _KeptUpstream:
+    """One client connection's kept-alive upstream connection (``upstream_keepalive``).
+
+    Used by that connection's handler thread only, so it needs no lock.
+    """
+
+    def __init__(self) -> None:
+        self.conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
 
 
 # --------------------------------------------------------------------- routes
@@ -768,7 +839,8 @@ class _Server(http.server.ThreadingHTTPServer):
         with self._conn_lock:
             self._conns.add(tls)
         try:
-            _Handler(tls, client_address, self)
+            if self.proxy._connection_setup(tls):
+                _Handler(tls, client_address, self)
         finally:
             with self._conn_lock:
                 self._conns.discard(tls)
@@ -799,6 +871,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     sys_version = ""
     timeout = _IDLE_TIMEOUT
     server: _Server
+    #: With ``upstream_keepalive``: this client connection's upstream connection.
+    _kept: _KeptUpstream | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        if self.server.proxy._upstream_keepalive:
+            self._kept = _KeptUpstream()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if self._kept is not None:
+                self._kept.close()
 
     def do_GET(self) -> None:
         self._relay()
@@ -821,8 +907,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except ValueError as exc:
+            proxy._one_way()
             self.close_connection = True
             self._send(400, [("Content-Type", "text/plain")], f"{exc}\n".encode())
+            return
+        if proxy._one_way():  # the request's trip to the CA
+            self.close_connection = True  # stopped on the way: no answer
             return
         target = self._target()
         path = urllib.parse.urlsplit(target).path
@@ -855,7 +945,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
 
         try:
-            upstream = proxy._forward(method, target, self._upstream_headers(), body)
+            upstream = proxy._forward(method, target, self._upstream_headers(), body,
+                                      kept=self._kept)
         except _UpstreamError as exc:
             if kind == "lost":
                 record(None)
@@ -964,6 +1055,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         ``end_headers()`` then the body: two small writes are exactly what
         Nagle's algorithm holds back until the peer's delayed ACK (~40 ms).
         """
+        self.server.proxy._one_way()  # the response's trip back (latency)
         no_body = self.command == "HEAD" or status in (204, 304) or 100 <= status < 200
         self.send_response_only(status, reason or None)
         for name, value in headers:
@@ -1002,6 +1094,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _reset(self) -> None:
         """Abort the connection with a TCP RST and no HTTP response."""
+        self.server.proxy._one_way()  # the RST's trip back (latency)
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.setsockopt(
@@ -1150,6 +1243,14 @@ class FaultProxy:
             ``certfile`` itself, for a self-signed certificate).
         upstream_timeout: Seconds to wait for upstream per request.
         on_event: Called (from a handler thread) with each `ProxyEvent`.
+        latency: One-way delay in seconds between the clients and the proxy
+            (default 0.0: none); a round trip is twice that.  See "Latency"
+            in the module docstring for what a request and a new connection
+            cost.
+        on_connection: Called (from the connection's thread, after its set-up
+            wait) with each `ProxyConnection`.
+        upstream_keepalive: Keep one upstream connection per client connection
+            (default False: a fresh upstream connection per request).
 
     Raises:
         ValueError: ``upstream`` is not an http(s) URL, or an option is bad.
@@ -1169,6 +1270,9 @@ class FaultProxy:
         ca_bundle: str | None = None,
         upstream_timeout: float = _UPSTREAM_TIMEOUT,
         on_event: Callable[[ProxyEvent], None] | None = None,
+        latency: float = 0.0,
+        on_connection: Callable[[ProxyConnection], None] | None = None,
+        upstream_keepalive: bool = False,
     ) -> None:
         split = urllib.parse.urlsplit(upstream)
         if split.scheme not in ("http", "https") or not split.hostname:
@@ -1185,6 +1289,8 @@ class FaultProxy:
             raise ValueError("ca_bundle is only meaningful with certfile")
         if not upstream_timeout > 0:
             raise ValueError("upstream_timeout must be positive")
+        if not _is_number(latency) or latency < 0:
+            raise ValueError(f"latency must be a finite number of seconds >= 0, got {latency!r}")
         for fault in faults:
             if not isinstance(fault, Fault):
                 raise TypeError(f"faults must be Fault instances, got {fault!r}")
@@ -1201,6 +1307,10 @@ class FaultProxy:
         self._keyfile = keyfile
         self._given_ca_bundle = ca_bundle
         self._on_event = on_event
+        self._latency = float(latency)
+        self._on_connection = on_connection
+        self._upstream_keepalive = bool(upstream_keepalive)
+        self._connections: list[ProxyConnection] = []
 
         self._lock = threading.Lock()
         self._lifecycle = threading.Lock()
@@ -1272,6 +1382,17 @@ class FaultProxy:
         """The faults currently armed, in the order they are consulted."""
         with self._lock:
             return tuple(a.fault for a in self._armed)
+
+    @property
+    def latency(self) -> float:
+        """The one-way delay in seconds (a round trip is twice that)."""
+        return self._latency
+
+    @property
+    def connections(self) -> list[ProxyConnection]:
+        """A snapshot of the client connections accepted so far, in order."""
+        with self._lock:
+            return list(self._connections)
 
     @property
     def events(self) -> list[ProxyEvent]:
@@ -1410,6 +1531,26 @@ class FaultProxy:
                     armed.fired -= 1
                     return
 
+    def _one_way(self) -> bool:
+        """Wait one direction's latency; True when the proxy stopped meanwhile."""
+        return self._latency > 0 and self._stopping.wait(self._latency)
+
+    def _connection_setup(self, tls: ssl.SSLSocket) -> bool:
+        """Make a new connection cost its TCP and TLS round trips, and record it.
+
+        Returns False when the proxy stopped meanwhile: the connection is not served.
+        """
+        version, resumed = tls.version(), bool(tls.session_reused)
+        delay = _setup_round_trips(version, resumed) * 2 * self._latency
+        if delay > 0 and self._stopping.wait(delay):
+            return False
+        connection = ProxyConnection(version, resumed, delay)
+        with self._lock:
+            self._connections.append(connection)
+        if self._on_connection is not None:
+            self._on_connection(connection)
+        return True
+
     def _record(self, event: ProxyEvent) -> None:
         with self._lock:
             self._events.append(event)
@@ -1424,34 +1565,54 @@ class FaultProxy:
         body: bytes,
         *,
         timeout: float | None = None,
+        kept: _KeptUpstream | None = None,
     ) -> _Upstream:
-        """Send one request upstream (a fresh connection each time) and read it all."""
-        split = self._upstream_split
-        host = split.hostname or _LOOPBACK
-        seconds = timeout or self._upstream_timeout
-        conn: http.client.HTTPConnection
-        if split.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                host, split.port, timeout=seconds, context=self._upstream_context
-            )
-        else:
-            conn = http.client.HTTPConnection(host, split.port, timeout=seconds)
+        """Send one request upstream and read it all.
+
+        A fresh connection each time, or ``kept``'s connection (opened on first
+        use, kept while upstream keeps it alive).  A kept connection that fails
+        before any response (upstream closed it while idle) is replaced by a
+        fresh one, once.
+        """
+        reused = kept is not None and kept.conn is not None
+        conn = kept.conn if kept is not None and kept.conn is not None else None
+        if conn is None:
+            conn = self._upstream_connection(timeout or self._upstream_timeout)
         send_body = body if body or method in ("POST", "PUT", "PATCH") else None
+        keep = False
         try:
-            conn.connect()
-            # CPython's http.client sets TCP_NODELAY in connect() already; set
-            # here as well so a request's head and body, which it sends in two
-            # writes, never wait for upstream's delayed ACK whatever the version.
-            with contextlib.suppress(OSError, AttributeError):
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if conn.sock is None:
+                _connect_nodelay(conn)
             conn.request(method, target, body=send_body, headers=dict(headers))
             resp = conn.getresponse()
             data = resp.read()
+            keep = kept is not None and not resp.will_close
             return _Upstream(resp.status, resp.reason, resp.getheaders(), data)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+            if reused and kept is not None:
+                kept.conn = None
+                conn.close()
+                return self._forward(method, target, headers, body, kept=kept)
+            raise _UpstreamError(f"{type(exc).__name__}: {exc}") from exc
         except (OSError, http.client.HTTPException) as exc:
             raise _UpstreamError(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            conn.close()
+            if keep and kept is not None:
+                kept.conn = conn
+            else:
+                if kept is not None and kept.conn is conn:
+                    kept.conn = None
+                conn.close()
+
+    def _upstream_connection(self, seconds: float) -> http.client.HTTPConnection:
+        """A new, not yet connected, connection to upstream."""
+        split = self._upstream_split
+        host = split.hostname or _LOOPBACK
+        if split.scheme == "https":
+            return http.client.HTTPSConnection(
+                host, split.port, timeout=seconds, context=self._upstream_context
+            )
+        return http.client.HTTPConnection(host, split.port, timeout=seconds)
 
     def _learn_directory(self, host: str, *, timeout: float | None = None) -> None:
         resp = self._forward(
@@ -1496,6 +1657,18 @@ class FaultProxy:
         if fault.retry_after is not None:
             headers.append(("Retry-After", str(fault.retry_after)))
         return status, headers, json.dumps(document, indent=2).encode()
+
+
+def _connect_nodelay(conn: http.client.HTTPConnection) -> None:
+    """Connect, with TCP_NODELAY.
+
+    CPython's http.client sets TCP_NODELAY in connect() already; set here as
+    well so a request's head and body, which it sends in two writes, never
+    wait for upstream's delayed ACK whatever the version.
+    """
+    conn.connect()
+    with contextlib.suppress(OSError, AttributeError):
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _client_context(cafile: str | None) -> ssl.SSLContext:

@@ -11,8 +11,9 @@ through a :class:`~hostile.proxy.HostileProxy`:
    own oracle), and the mutation is not one through which no correct client can
    succeed (``Mutation.fatal_on``: over-size bodies, production links, redirects,
    corrupted chains);
-4. a CA fault is never ``client_error`` (every mutation is the CA's fault, but for a
-   redirect of the directory URL the user typed: ``DirectoryRedirected``, the user's);
+4. a CA fault is never ``client_error`` (every mutation is the CA's fault, but for what
+   TAXONOMY.md makes the user's: the directory URL they typed redirects, is no directory
+   or is not found, see :data:`USERS_URL`);
 5. no request to a production host, nor to anything else off loopback
    (:mod:`hostile.netguard` blocks and records them), and no redirect followed at
    all (one that leads back to the proxy is seen by its marker);
@@ -167,6 +168,10 @@ def assert_holds(outcome: Outcome) -> None:
         raise InvariantViolated(outcome.describe())
 
 
+#: Problems that blame the directory URL the user typed (the harness's is no known alias).
+USERS_URL = frozenset({"DirectoryRedirected", "NotAnAcmeDirectory", "DirectoryNotFound"})
+
+
 def check_invariants(result: Report | BaseException, wall: float, timeout: float,
                      proxy: HostileProxy, *, net: netguard.Recording | None = None,
                      rss_growth: int | None = None,
@@ -231,9 +236,10 @@ def _report_violations(report: Report, proxy: HostileProxy, mutation: Mutation |
     if report.verdict is Verdict.CLIENT_ERROR:
         blamed = [p for p in report.problems
                   if p.severity.decisive and p.cause is not None and p.cause.value == "client"]
-        # The one redirect that is the user's: the directory URL they typed answers
-        # with a redirect (not followed): the fix is to use the URL it points to.
-        users_url = all(p.name == "DirectoryRedirected" for p in blamed)
+        # What TAXONOMY.md makes the user's: the directory URL they typed (the harness's
+        # URL is no known alias) redirects, or answers 200 with something that is not a
+        # directory, or 404: the wrong URL, whatever its server is.
+        users_url = all(p.name in USERS_URL and p.step.value == "directory" for p in blamed)
         if not users_url:
             out.append("a CA fault reported as client_error: " + "; ".join(
                 f"{p.name} at {p.step.value}: {p.detail[:150]!r}" for p in blamed))
