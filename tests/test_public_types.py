@@ -78,7 +78,7 @@ def test_event_kind_is_a_str_enum_and_strings_still_compare() -> None:
     event = Event("retry", Step.ORDER)
     assert event.kind is EventKind.RETRY
     assert event.kind == "retry"
-    assert {k.value for k in EventKind} == {"step_start", "step_end", "problem", "retry"}
+    assert {k.value for k in EventKind} == {"step_start", "step_end", "problem", "retry", "wait"}
     with pytest.raises(ValueError, match="step_begin"):
         Event("step_begin", Step.ORDER)  # type: ignore[arg-type]
 
