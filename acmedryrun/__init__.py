@@ -5,7 +5,8 @@
     >>> report.verdict, report.prod_likely_to_succeed
 
 The whole public interface is in the README's cheat sheet; the failure taxonomy
-(whose fault is what) is in TAXONOMY.md and ``acmedryrun explain NAME``.
+(whose fault is what, every problem name) is in ``docs/TAXONOMY.md``, generated from
+:mod:`acmedryrun.taxonomy`, and ``acmedryrun explain NAME`` prints one entry.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ if TYPE_CHECKING:
     from acmedryrun.report import (
         Cause,
         CertificateSummary,
+        ChallengeType,
         Confidence,
         DryRunFailed,
         Event,
+        EventKind,
         Problem,
         Report,
         RequestStats,
@@ -50,9 +53,10 @@ _LAZY = {
                      "LETSENCRYPT_STAGING"), "acmedryrun.directories"),
     "Eab": "acmedryrun.options",
     "Options": "acmedryrun.options",
-    **dict.fromkeys(("Cause", "CertificateSummary", "Confidence", "DryRunFailed", "Event",
-                     "Problem", "Report", "RequestStats", "Retry", "Severity", "Step",
-                     "StepResult", "StepStatus", "Verdict"), "acmedryrun.report"),
+    **dict.fromkeys(("Cause", "CertificateSummary", "ChallengeType", "Confidence",
+                     "DryRunFailed", "Event", "EventKind", "Problem", "Report",
+                     "RequestStats", "Retry", "Severity", "Step", "StepResult", "StepStatus",
+                     "Verdict"), "acmedryrun.report"),
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
@@ -69,10 +73,12 @@ __all__ = [
     "Cancelled",
     "Cause",
     "CertificateSummary",
+    "ChallengeType",
     "Confidence",
     "DryRunFailed",
     "Eab",
     "Event",
+    "EventKind",
     "Options",
     "Problem",
     "Report",

@@ -26,7 +26,7 @@ def dry_run(
     solver: Solver | None = None,
     ca_bundle: str | os.PathLike[str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-    key_type: str = "ec256",
+    key_type: str | None = None,
     csr: bytes | str | None = None,
     account_key: str | os.PathLike[str] | bytes | JWK | None = None,
     email: str | None = None,
@@ -54,14 +54,18 @@ def dry_run(
         solver: Answers the challenges; default ``HTTP01Standalone(port=80)``.
         ca_bundle: Trust anchors for the CA's TLS; beats ``REQUESTS_CA_BUNDLE``.
         timeout: One overall deadline for the whole run, in seconds.
-        key_type: The certificate key: ``ec256`` (default), ``ec384``, ``rsa2048``,
-            ``rsa3072``, ``rsa4096``.  Ignored with ``csr``.
-        csr: The subscriber's own CSR (PEM or DER).
+        key_type: The certificate key: ``ec256`` (the default, also when None),
+            ``ec384``, ``rsa2048``, ``rsa3072``, ``rsa4096``.  Not with ``csr``, whose
+            own key the certificate gets (both given is a usage error).
+        csr: The subscriber's own CSR (PEM or DER); its names must be in a
+            subjectAltName, its key RSA 2048/3072/4096 or ECDSA P-256/P-384.
         account_key: A key file path (created with mode 0600 if missing), PEM/JWK
             bytes, or a josepy JWK.  Default: a fresh key for this run only.
-        email: A contact address for a new account.
+        email: A contact address for a new account (``a@example.org``; a leading
+            ``mailto:`` is dropped, never doubled).
         eab: External account binding, as :class:`Eab` or ``(kid, hmac_key)``.
-        profile: An ACME profile name to send with newOrder.
+        profile: An ACME profile name to send with newOrder (a token, such as
+            ``tlsserver``).
         preflight: Run the local checks first (default True): identifier rules, DNS,
             CAA, and a self-check of each placed challenge response.
         dns_resolver: ``host[:port]`` of the resolver for the checks (default:
@@ -148,7 +152,7 @@ def _patiently(resolved: Plan, patience: float, listener: Callable[[Event], None
     import time
 
     from acmedryrun.errors import Cancelled
-    from acmedryrun.report import Attempt, Event, Step, Verdict
+    from acmedryrun.report import Attempt, Event, EventKind, Step, Verdict
     from acmedryrun.run import execute
 
     stop = cancel or threading.Event()
@@ -165,7 +169,7 @@ def _patiently(resolved: Plan, patience: float, listener: Callable[[Event], None
         if report.verdict is not Verdict.STAGING_UNSTABLE or wait + resolved.timeout > left:
             return dataclasses.replace(report, attempts=tuple(attempts),
                                        duration_s=time.monotonic() - started)
-        listener(Event("wait", Step.DIRECTORY, duration_s=wait, attempt=len(attempts)))
+        listener(Event(EventKind.WAIT, Step.DIRECTORY, duration_s=wait, attempt=len(attempts)))
         if stop.wait(wait):
             raise Cancelled("the dry run was cancelled while waiting for staging")
         waited = wait

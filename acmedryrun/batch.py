@@ -186,6 +186,10 @@ def dry_run_many(
         raise UsageError(f"solver: {type(shared).__name__} keeps per-run state; pass a factory"
                          " (a callable returning a new solver) for concurrent runs")
     base = Options.of(directory=directory, **options)
+    # The batch-wide options (directory, CA bundle, resolver, EAB, email, the solver, ...)
+    # are checked once, before anything is written: a bad one is the batch's usage error,
+    # not every line's.  (A name that always parses stands in for the lines' names.)
+    opts.plan(["example.com"], dataclasses.replace(base, solver=shared) if shared else base)
     # One account for the whole batch, resolved (or created, 0600) once, up front.
     key, new_path = opts.account_key_of(base.account_key)
     if new_path is not None:
@@ -205,10 +209,6 @@ def dry_run_many(
             return job.solver  # type: ignore[no-any-return]
         return shared if shared is not None else solver()
 
-    # The batch-wide options (directory, CA bundle, resolver, EAB, ...) are checked once:
-    # a bad one is the batch's usage error, not every line's.  (A name that always
-    # parses stands in for the lines' names.)
-    opts.plan(["example.com"], base)
     # Every line's arguments are checked before any run starts; a bad line is reported
     # and skipped, the others still run.  The CA bundle, checked above, is not read
     # again for each of thousands of lines (6 s for 10,000).

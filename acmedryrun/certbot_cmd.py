@@ -59,7 +59,16 @@ from acmedryrun.certbot_renewal import (
     read_renewal_dir,
 )
 from acmedryrun.errors import UsageError
-from acmedryrun.report import Cause, Problem, Report, Severity, SolverErrorKind, Step, Verdict
+from acmedryrun.report import (
+    Cause,
+    ChallengeType,
+    Problem,
+    Report,
+    Severity,
+    SolverErrorKind,
+    Step,
+    Verdict,
+)
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
 if TYPE_CHECKING:
@@ -288,7 +297,7 @@ class _WebrootMap(Solver):
     (their open/close nest), kept open by the command for the whole batch.
     """
 
-    challenge_type: ClassVar[str] = "http-01"
+    challenge_type: ClassVar[ChallengeType] = "http-01"
     supports_ip: ClassVar[bool] = True
 
     def __init__(self, roots: Mapping[str, HTTP01Webroot]) -> None:

@@ -145,11 +145,50 @@ def make_csr(names: tuple[str, ...], key: CertificateIssuerPrivateKeyTypes) -> C
     return CsrInfo(csr.public_bytes(serialization.Encoding.DER), csr.public_key(), names)
 
 
+#: The certificate keys the known CAs sign: exactly Let's Encrypt's CP/CPS (Boulder's
+#: ``goodkey.LetsEncryptCPS``: RSA 2048, 3072 and 4096 bits with exponent 65537, ECDSA
+#: P-256 and P-384), which are also what ``--key-type`` makes (:data:`KEY_TYPES`).
+CSR_KEY_TYPES = frozenset(KEY_TYPES)
+
+
+def check_csr_key(key: CertificatePublicKeyTypes, source: str) -> None:
+    """A CSR's key must be one the CA signs: else finalize fails with ``badCSR``.
+
+    Raises:
+        UsageError: DSA, Ed25519, Ed448, another curve or RSA size, or an RSA
+            exponent other than 65537.
+    """
+    kind = key_type_of(key)
+    if isinstance(key, rsa.RSAPublicKey) and key.public_numbers().e != 65537:
+        raise UsageError(f"--csr: {source} has an RSA key with exponent"
+                         f" {key.public_numbers().e}: CAs sign only exponent 65537 (Let's"
+                         " Encrypt's CP/CPS)")
+    if kind not in CSR_KEY_TYPES:
+        if isinstance(key, rsa.RSAPublicKey):
+            what = f"an RSA {key.key_size}-bit"
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            what = f"an ECDSA {key.curve.name}"
+        else:
+            name = type(key).__name__.removeprefix("_").replace("PublicKey", "")
+            what = f"{'an' if name[:1] in 'AEIOU' else 'a'} {name}"
+        raise UsageError(f"--csr: {source} has {what} key: Let's Encrypt and the other"
+                         " known CAs sign RSA 2048/3072/4096 and ECDSA P-256/P-384 keys only"
+                         " (make the CSR with one of those, or drop --csr)")
+
+
 def load_csr(data: bytes, source: str) -> CsrInfo:
     """Parse the subscriber's CSR (PEM or DER) and read its names.
 
+    Its names must be in a subjectAltName extension: RFC 8555 section 7.4 lets a CA
+    read a commonName too, but the Baseline Requirements put every name of a
+    certificate in its subjectAltName, and CAs such as Pebble refuse a CSR without one
+    at finalize (after the whole validation).  Its key must be one the CA signs
+    (:func:`check_csr_key`).
+
     Raises:
-        UsageError: it does not parse, is not signed by its own key, or names nothing.
+        UsageError: it does not parse, is not signed by its own key, has no
+            subjectAltName naming a DNS name or IP address, or has a key the CA
+            would refuse.
     """
     try:
         csr = (x509.load_pem_x509_csr(data) if b"-----BEGIN" in data
@@ -170,9 +209,12 @@ def load_csr(data: bytes, source: str) -> CsrInfo:
     except x509.ExtensionNotFound:
         pass
     if not names:
-        names = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    if not names:
-        raise UsageError(f"--csr: {source} names no domain (no subjectAltName, no CN)")
+        cn = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        where = f" (only a commonName, {cn[0]!r})" if cn else ""
+        raise UsageError(f"--csr: {source} has no subjectAltName naming a DNS name or IP"
+                         f" address{where}: put the names in a subjectAltName extension"
+                         " (openssl req -addext subjectAltName=DNS:...)")
+    check_csr_key(csr.public_key(), source)
     return CsrInfo(csr.public_bytes(serialization.Encoding.DER), csr.public_key(),
                    tuple(dict.fromkeys(n.lower() for n in names)))
 

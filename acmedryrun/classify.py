@@ -6,8 +6,9 @@ knows: did staging answer earlier, what the production twin's GET showed, what
 the self-check saw, how the run's time was spent) and returns data.  No I/O, no
 ``requests``, no ``acme.client``.  :mod:`acmedryrun.transport` turns foreign
 exceptions into observations at one boundary; this module decides blame,
-severity, hint and retry policy, driven by the tables below.  TAXONOMY.md is the
-prose form of these tables.
+severity, hint and retry policy, driven by the tables below.  docs/TAXONOMY.md is
+generated from these tables (:mod:`acmedryrun.taxonomy`): a new table or rule needs
+its words there.
 
 Observations::
 

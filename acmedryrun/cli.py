@@ -82,9 +82,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                      help="standalone tls-alpn-01 responder port (RFC 8737)")
     sol.add_argument("--tls-alpn-01-address", default="", metavar="ADDR",
                      help="bind address for it (default all)")
-    p.add_argument("--key-type", default="ec256",
+    p.add_argument("--key-type", default=None,
                    choices=("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"),
-                   help="certificate key type (default ec256)")
+                   help="certificate key type (default ec256; not with --csr)")
     p.add_argument("--account-key", metavar="FILE",
                    help="reuse an account; created (mode 0600) if the file does not exist")
     p.add_argument("--email", metavar="ADDR", help="contact address for a new account")
@@ -164,6 +164,10 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("-d: empty name")
     options = _options(args)
     csr = read_input(args.csr, "--csr") if args.csr else None
+    if csr is not None:
+        from acmedryrun.certs import load_csr
+
+        load_csr(csr, args.csr)  # a bad CSR's message names the file (plan() checks it again)
     out.header = f"acmedryrun: dry run for {', '.join(args.domains) or args.csr} against" \
                  f" {args.directory}"
     options = dataclasses.replace(options, solver=_solver(args), csr=csr)
@@ -403,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     from acmedryrun.chaos.cli import add_parser as add_chaos_parser
 
     add_chaos_parser(sub)
+    explain = sub.add_parser("explain", help="print a problem's cause, meaning and hint"
+                             " (every name: docs/TAXONOMY.md)")
+    explain.add_argument("name", metavar="NAME", help="a problem name, e.g."
+                         " ValidationConnection (case does not matter)")
+    explain.set_defaults(verbose=0)
     return parser
 
 
@@ -447,6 +456,23 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
         return EX_UNAVAILABLE
 
 
+def cmd_explain(args: argparse.Namespace, out: Output) -> int:
+    """``acmedryrun explain NAME``: one entry of the taxonomy on stdout (acmedryrun.taxonomy).
+
+    An unknown name is a usage error that suggests close ones.
+    """
+    from acmedryrun.render import terminal_width, wrap
+    from acmedryrun.taxonomy import explain
+
+    text = explain(args.name)
+    width = terminal_width(sys.stdout) if sys.stdout.isatty() else None
+    for line in text.splitlines():
+        indent = line[:len(line) - len(line.lstrip())]
+        for part in wrap(line.strip(), width, indent, indent + "  "):
+            print(part)
+    return 0
+
+
 def _chaos_run(args: argparse.Namespace, stream: TextIO) -> int:
     from acmedryrun.chaos.cli import run
 
@@ -460,6 +486,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "proxy": cmd_proxy,
     "demo": cmd_demo,
     "chaos": lambda args, out: _chaos_run(args, out.stream),
+    "explain": cmd_explain,
 }
 
 

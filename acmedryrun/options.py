@@ -77,7 +77,9 @@ class Options:
     solver: Solver | None = None
     ca_bundle: str | os.PathLike[str] | None = None
     timeout: float = DEFAULT_TIMEOUT
-    key_type: str = "ec256"
+    #: None: ``ec256``, or the CSR's own key with ``csr`` (a key type given with a
+    #: CSR is a usage error: it would be ignored).
+    key_type: str | None = None
     csr: bytes | str | None = None
     account_key: str | os.PathLike[str] | bytes | JWK | None = None
     email: str | None = None
@@ -109,7 +111,7 @@ class Options:
         object.__setattr__(self, "timeout", float(timeout))
         if not isinstance(self.directory, str) or not self.directory.strip():
             raise UsageError("--directory: empty")
-        if self.key_type not in KEY_TYPES:
+        if self.key_type is not None and self.key_type not in KEY_TYPES:
             raise UsageError(f"--key-type: {self.key_type!r} is not one of"
                              f" {', '.join(KEY_TYPES)}")
         if self.eab is not None and not isinstance(self.eab, Eab):
@@ -296,8 +298,16 @@ def account_key_of(
     raise UsageError("account_key: expected a path, PEM/JWK bytes or a josepy JWK")
 
 
-def _identifiers(identifiers: Sequence[str]) -> list[Identifier]:
-    from acmedryrun.preflight.identifiers import parse_identifier
+def _identifiers(identifiers: Sequence[str], option: str = "-d") -> list[Identifier]:
+    """Parse the names; one that cannot be a DNS name or IP address at all is bad input.
+
+    The syntax rules are :func:`~acmedryrun.preflight.identifiers.check_syntax`'s (RFC
+    1035 section 2.3.1, RFC 5890/5891: labels, length, A-labels, a trailing dot, a
+    misplaced ``*``): the one source of truth, applied here so such a name is a usage
+    error before any request.  What a CA's policy refuses (a wildcard without dns-01, a
+    public suffix, an internal TLD) stays a ``client_error`` verdict of the run.
+    """
+    from acmedryrun.preflight.identifiers import check_syntax, parse_identifier
 
     if isinstance(identifiers, str):
         raise UsageError("identifiers: pass a list of names, not a single string")
@@ -305,11 +315,106 @@ def _identifiers(identifiers: Sequence[str]) -> list[Identifier]:
         raise UsageError("identifiers: every name must be a string")
     idents = [parse_identifier(i) for i in identifiers]
     if not idents:
-        raise UsageError("-d: no name given")
+        raise UsageError(f"{option}: no name given")
     for raw, ident in zip(identifiers, idents, strict=True):
         if not ident.value or any(ch.isspace() for ch in raw.strip()) or "/" in ident.value:
-            raise UsageError(f"-d: {raw!r} is not a domain name or IP address")
+            raise UsageError(f"{option}: {raw!r} is not a domain name or IP address")
+        if ident.type == "dns" and ":" in ident.value:
+            raise UsageError(f"{option}: {raw!r} is neither an IP address (RFC 4291 section"
+                             " 2.2 text form) nor a DNS name")
+        broken = check_syntax(ident)
+        if broken:
+            raise UsageError(f"{option}: {broken[0].detail}. {broken[0].hint}")
     return idents
+
+
+#: RFC 5322 section 3.2.3 ``atext``: what a dot-atom local part is made of.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LOCAL_PART = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
+#: RFC 5321 section 4.5.3.1.1: a local part is at most 64 octets.
+MAX_LOCAL_PART = 64
+
+
+def _email(email: str) -> str:
+    """The contact address as a bare addr-spec (``mailto:`` is added when it is sent).
+
+    RFC 5322 section 3.4.1, simplified as ACME CAs apply it (RFC 8555 section 7.3:
+    ``mailto:`` contacts): a dot-atom local part, ``@``, a DNS name.  A leading
+    ``mailto:`` is accepted and dropped, so it is never doubled.
+
+    Raises:
+        UsageError: not one such address.
+    """
+    from acmedryrun.preflight.identifiers import check_syntax, parse_identifier
+
+    if not isinstance(email, str):
+        raise UsageError("--email: expected a string")
+    text = email.strip()
+    if text[:7].lower() == "mailto:":
+        text = text[7:]
+    local, at, domain = text.rpartition("@")
+    why = None
+    if not at or not local or not domain:
+        why = "no local@domain"
+    elif "," in text or any(ch.isspace() for ch in text):
+        why = "one address only, without spaces or commas"
+    elif len(local) > MAX_LOCAL_PART or not _LOCAL_PART.fullmatch(local):
+        why = f"the local part {local!r} is not an RFC 5322 dot-atom"
+    else:
+        ident = parse_identifier(domain)
+        if ident.type != "dns" or ident.wildcard or "." not in ident.value.strip("."):
+            why = f"the domain {domain!r} is not a fully qualified DNS name"
+        elif check_syntax(ident):
+            why = f"the domain {domain!r} is not a valid DNS name"
+        else:
+            text = f"{local}@{ident.value}"
+    if why is not None:
+        raise UsageError(f"--email: {email!r} is not an email address ({why})")
+    return text
+
+
+#: RFC 9110 section 5.6.2 ``token``: what a profile name is (draft-ietf-acme-profiles
+#: names them in ``meta.profiles``; Let's Encrypt's are ``classic``, ``tlsserver``, ...).
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def _profile(profile: str) -> str:
+    if not isinstance(profile, str) or not _TOKEN.fullmatch(profile):
+        raise UsageError(f"--profile: {profile!r} is not a profile name (a token: letters,"
+                         " digits and !#$%&'*+-.^_`|~, as the CA's meta.profiles lists them)")
+    return profile
+
+
+def _caa_identities(identities: Sequence[str]) -> tuple[str, ...]:
+    """The CAA issuer domains (RFC 8659 section 4.2: ``issuer-domain-name``)."""
+    from acmedryrun.preflight.identifiers import check_syntax, parse_identifier
+
+    checked = []
+    for raw in identities:
+        if not isinstance(raw, str) or not raw.strip():
+            raise UsageError("--caa-identity: empty")
+        ident = parse_identifier(raw)
+        if ident.type != "dns" or ident.wildcard or check_syntax(ident) \
+                or any(ch.isspace() for ch in raw.strip()):
+            raise UsageError(f"--caa-identity: {raw!r} is not a DNS name (an issuer domain"
+                             " such as letsencrypt.org, RFC 8659 section 4.2)")
+        checked.append(ident.value)
+    return tuple(checked)
+
+
+def _check_solver(solver: Solver) -> None:
+    """A solver's ``challenge_type`` must be an ACME challenge type (a typo costs requests)."""
+    import difflib
+
+    from acmedryrun.report import CHALLENGE_TYPES
+
+    ctype = getattr(solver, "challenge_type", None)
+    if ctype in CHALLENGE_TYPES:
+        return
+    close = difflib.get_close_matches(str(ctype), CHALLENGE_TYPES, n=1, cutoff=0.6)
+    also = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UsageError(f"solver: {type(solver).__name__}.challenge_type is {ctype!r}, not one of"
+                     f" {', '.join(CHALLENGE_TYPES)}{also}")
 
 
 _EAB_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -332,14 +437,27 @@ def _check_eab(eab: Eab) -> None:
 
 
 def _renewing(renewing: bytes | str | os.PathLike[str]) -> bytes:
-    """Read and check the certificate to renew (``--renewing``)."""
+    """Read and check the certificate to renew (``--renewing``).
+
+    The message names the file, never the ASN.1 parser's own words.
+    """
+    from cryptography import x509
+
     from acmedryrun.production.ari import ari_cert_id
 
-    data = renewing if isinstance(renewing, bytes) else read_input(renewing, "--renewing")
+    if isinstance(renewing, bytes):
+        data, source = renewing, "the certificate given as bytes"
+    else:
+        data, source = read_input(renewing, "--renewing"), os.fspath(renewing)
     try:
-        ari_cert_id(data)
+        cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
+                else x509.load_der_x509_certificate(data))
+    except ValueError:
+        raise UsageError(f"--renewing: {source} is not a PEM or DER certificate") from None
+    try:
+        ari_cert_id(cert)
     except ValueError as exc:
-        raise UsageError(f"--renewing: {exc}") from exc
+        raise UsageError(f"--renewing: {source}: {exc}") from None
     return data
 
 
@@ -367,7 +485,11 @@ def plan(identifiers: Sequence[str], options: Options) -> Plan:
     if eab is not None:
         _check_eab(eab)
     csr_info: CsrInfo | None = None
+    option = "-d"
     if o.csr is not None:
+        if o.key_type is not None:
+            raise UsageError(f"--key-type: {o.key_type} together with --csr, whose own key the"
+                             " certificate gets: drop --key-type (or --csr)")
         csr_info = certs.load_csr(o.csr.encode() if isinstance(o.csr, str) else o.csr, "the CSR")
         if identifiers:
             given = sorted({parse_identifier(i).value for i in identifiers})
@@ -375,26 +497,27 @@ def plan(identifiers: Sequence[str], options: Options) -> Plan:
                 raise UsageError(
                     f"-d: {', '.join(given)} do not match the CSR's names"
                     f" ({', '.join(csr_info.names)})")
-        identifiers = list(csr_info.names)
-    idents = _identifiers(identifiers)
+        identifiers, option = list(csr_info.names), "--csr"
+    idents = _identifiers(identifiers, option)
     jwk, new_key_path = account_key_of(o.account_key)
     solver = o.solver if o.solver is not None else HTTP01Standalone(port=80)
     if not isinstance(solver, Solver):
         raise UsageError("solver: expected an acmedryrun.solvers.Solver")
+    _check_solver(solver)
+    email = _email(o.email) if o.email is not None else None
+    profile = _profile(o.profile) if o.profile is not None else None
     # ACMEDRYRUN_DNS_RESOLVER sets a default resolver for every run (containers, CI).
     dns_resolver = o.dns_resolver or os.environ.get("ACMEDRYRUN_DNS_RESOLVER") or None
     resolver = parse_resolver(dns_resolver) if dns_resolver is not None else None
-    caa = tuple(i.strip().lower() for i in o.caa_identities) if o.caa_identities else None
-    if caa is not None and not all(caa):
-        raise UsageError("--caa-identity: empty")
+    caa = _caa_identities(o.caa_identities) if o.caa_identities else None
     renewing_pem = _renewing(o.renewing) if o.renewing is not None else None
     if not math.isfinite(o.timeout):
         raise UsageError(f"--timeout: {o.timeout!r} is not a number of seconds")
     ct_policy, ct_url = _ct(o, target)
     return Plan(
         target=target, idents=tuple(idents), solver=solver, verify=verify,
-        timeout=o.timeout, key_type=o.key_type, csr=csr_info, account_key=jwk,
-        new_account_key_path=new_key_path, email=o.email, eab=eab, profile=o.profile,
+        timeout=o.timeout, key_type=o.key_type or "ec256", csr=csr_info, account_key=jwk,
+        new_account_key_path=new_key_path, email=email, eab=eab, profile=profile,
         preflight=o.preflight, dns_resolver=resolver, caa_identities=caa,
         allow_production=o.allow_production, renewing=renewing_pem, ct_policy=ct_policy,
         ct_url=ct_url, ct_cache=o.ct_cache, connections=o.connections)

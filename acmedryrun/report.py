@@ -11,7 +11,7 @@ import enum
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 SCHEMA_VERSION = 2
 #: The longest ``Problem.detail`` (what a CA sent is cut to fit, subproblems included).
@@ -20,6 +20,14 @@ MAX_DETAIL = 2000
 #: The certificate key types a run can use (``key_type=``, ``--key-type``), and the
 #: names :attr:`CertificateSummary.key_type` reports.
 KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
+
+#: The ACME challenge types a solver can answer (RFC 8555 section 8.3 and 8.4, RFC 8737),
+#: for :attr:`acmedryrun.solvers.Solver.challenge_type`.  A ``Literal`` rather than an
+#: enum so that a custom solver keeps writing the plain string, and mypy catches a typo
+#: such as ``"dns01"``; at run time :func:`acmedryrun.dry_run` refuses one too.
+ChallengeType = Literal["http-01", "dns-01", "tls-alpn-01"]
+#: Every :data:`ChallengeType`, in the order above.
+CHALLENGE_TYPES: tuple[ChallengeType, ...] = get_args(ChallengeType)
 
 
 class Cause(str, enum.Enum):
@@ -106,6 +114,22 @@ class SolverErrorKind(str, enum.Enum):
     OTHER = "other"
 
 
+class EventKind(str, enum.Enum):
+    """What an :class:`Event` reports.  A ``str`` enum: ``kind == "retry"`` still works."""
+
+    #: A step began (:attr:`Event.step`).
+    STEP_START = "step_start"
+    #: A step ended (:attr:`Event.status`, :attr:`Event.duration_s`).
+    STEP_END = "step_end"
+    #: A problem was found (:attr:`Event.problem`).
+    PROBLEM = "problem"
+    #: A request is being retried (:attr:`Event.retry`).
+    RETRY = "retry"
+    #: With ``patience``: the next attempt of a staging_unstable run starts in
+    #: :attr:`Event.duration_s` seconds (:attr:`Event.attempt` runs so far).
+    WAIT = "wait"
+
+
 class StepStatus(str, enum.Enum):
     """How a step ended."""
 
@@ -181,18 +205,23 @@ class Problem:
 class Event:
     """Progress, for ``on_event`` callbacks (the CLI's live output uses it).
 
-    ``kind`` is ``step_start``, ``step_end``, ``problem``, ``retry`` or ``wait`` (with
-    ``patience``: the next attempt starts in ``duration_s`` seconds, after ``attempt``
-    runs that said staging_unstable).
+    ``kind`` is an :class:`EventKind`: ``step_start``, ``step_end``, ``problem``,
+    ``retry`` or ``wait`` (with ``patience``: the next attempt starts in ``duration_s``
+    seconds, after ``attempt`` runs that said staging_unstable).  Given as a string, it is
+    converted; an unknown one is a ``ValueError``.
     """
 
-    kind: str
+    kind: EventKind
     step: Step
     status: StepStatus | None = None
     duration_s: float | None = None
     problem: Problem | None = None
     retry: Retry | None = None
     attempt: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, EventKind):
+            object.__setattr__(self, "kind", EventKind(self.kind))
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from acmedryrun.preflight import (
 from acmedryrun.production import ari, compare, twin
 from acmedryrun.report import (
     Event,
+    EventKind,
     Problem,
     ProductionTwin,
     Report,
@@ -188,7 +189,7 @@ class Run:
     def add(self, problem: Problem) -> None:
         """Record a problem and tell the listener."""
         self.problems.append(problem)
-        self.on_event(Event("problem", problem.step, problem=problem))
+        self.on_event(Event(EventKind.PROBLEM, problem.step, problem=problem))
 
     def context(self, obs: c.Observation | None = None) -> c.Context:
         """What the run knows for classifying ``obs`` (asks the twin once if that decides)."""
@@ -221,7 +222,7 @@ class Run:
 
         The body may mark the step failed without stopping the run (cleanup does).
         """
-        self.on_event(Event("step_start", step))
+        self.on_event(Event(EventKind.STEP_START, step))
         started = time.monotonic()
         outcome = _Outcome()
         try:
@@ -237,12 +238,12 @@ class Run:
                 outcome.status = StepStatus.FAILED
             result = StepResult(step, outcome.status, time.monotonic() - started)
             self.steps.append(result)
-            self.on_event(Event("step_end", step, status=outcome.status,
+            self.on_event(Event(EventKind.STEP_END, step, status=outcome.status,
                                 duration_s=result.duration_s))
 
     def _on_retry(self, r: Retry) -> None:
         self.retries.append(r)
-        self.on_event(Event("retry", r.step, retry=r))
+        self.on_event(Event(EventKind.RETRY, r.step, retry=r))
 
     # -- the phases -------------------------------------------------------------------------
 

@@ -35,8 +35,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, NoReturn
 
 import acmedryrun
-from acmedryrun.classify import SolverErrorKind
-from acmedryrun.solvers import Challenge, Solver, SolverFailure
+from acmedryrun.solvers import Challenge, ChallengeType, Solver, SolverErrorKind, SolverFailure
 
 if TYPE_CHECKING:
     from acmedryrun.report import Event
@@ -150,7 +149,7 @@ class TinyAcmeSolver(Solver):
     ``SolverFailure`` tells acmedryrun the subscriber's setup is at fault.
     """
 
-    challenge_type: ClassVar[str] = "http-01"
+    challenge_type: ClassVar[ChallengeType] = "http-01"  # a typo is caught by mypy
     supports_ip: ClassVar[bool] = True  # RFC 8738: http-01 can validate IP addresses
 
     def __init__(self, server: ChallengeServer) -> None:

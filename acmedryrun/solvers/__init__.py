@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from acmedryrun._lazy import lazy_getattr
-from acmedryrun.report import SolverErrorKind
+from acmedryrun.report import CHALLENGE_TYPES, ChallengeType, SolverErrorKind
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [
+    "CHALLENGE_TYPES",
     "Challenge",
+    "ChallengeType",
     "DNS01Callback",
     "DNS01Hook",
     "HTTP01Hook",

@@ -19,7 +19,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from acmedryrun.report import SolverErrorKind
+from acmedryrun.report import ChallengeType, SolverErrorKind
 
 if TYPE_CHECKING:
     from acmedryrun.deadline import Deadline
@@ -85,7 +85,9 @@ class Solver(abc.ABC):
     """Base class of every solver; subclass it to plug in your own machinery.
 
     Class attributes:
-        challenge_type: The ACME challenge type this solver answers.
+        challenge_type: The ACME challenge type this solver answers: ``"http-01"``,
+            ``"dns-01"`` or ``"tls-alpn-01"`` (:data:`~acmedryrun.report.ChallengeType`;
+            anything else is a usage error before any request).
         supports_wildcard: Whether it can validate ``*.name`` (only dns-01 can).
         supports_ip: Whether it can validate IP identifiers (RFC 8738: http-01
             and tls-alpn-01 can, dns-01 cannot).
@@ -93,7 +95,7 @@ class Solver(abc.ABC):
             to concurrent runs; otherwise pass it a factory.
     """
 
-    challenge_type: ClassVar[str] = ""
+    challenge_type: ClassVar[ChallengeType]
     supports_wildcard: ClassVar[bool] = False
     supports_ip: ClassVar[bool] = False
     #: Whether one instance may serve several concurrent runs (batch mode): its

@@ -25,7 +25,7 @@ import dns.resolver
 
 from acmedryrun.errors import UsageError
 from acmedryrun.preflight.dns import parse_resolver
-from acmedryrun.report import SolverErrorKind
+from acmedryrun.report import ChallengeType, SolverErrorKind
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 from acmedryrun.solvers._hooks import (
     DEFAULT_HOOK_TIMEOUT,
@@ -121,7 +121,7 @@ class _DNS01Solver(Solver):
     checks every record.
     """
 
-    challenge_type: ClassVar[str] = "dns-01"
+    challenge_type: ClassVar[ChallengeType] = "dns-01"
     supports_wildcard: ClassVar[bool] = True
     supports_ip: ClassVar[bool] = False  # RFC 8738 section 7: no dns-01 for IP identifiers
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from acmedryrun.errors import UsageError
-from acmedryrun.report import SolverErrorKind
+from acmedryrun.report import ChallengeType, SolverErrorKind
 from acmedryrun.solvers._base import WELL_KNOWN, Challenge, Solver, SolverFailure
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class HTTP01Standalone(Solver):
             and IPv6.
     """
 
-    challenge_type: ClassVar[str] = "http-01"
+    challenge_type: ClassVar[ChallengeType] = "http-01"
     supports_ip: ClassVar[bool] = True
     shareable: ClassVar[bool] = True
 
@@ -134,7 +134,7 @@ class HTTP01Webroot(Solver):
             local test CA may dial it directly).
     """
 
-    challenge_type: ClassVar[str] = "http-01"
+    challenge_type: ClassVar[ChallengeType] = "http-01"
     supports_ip: ClassVar[bool] = True
     shareable: ClassVar[bool] = True
 

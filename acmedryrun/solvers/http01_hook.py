@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from acmedryrun.report import ChallengeType
 from acmedryrun.solvers._base import Challenge, Solver
 from acmedryrun.solvers._hooks import DEFAULT_HOOK_TIMEOUT, ManualHooks
 
@@ -41,7 +42,7 @@ class HTTP01Hook(Solver):
             executable, or a bad timeout.
     """
 
-    challenge_type: ClassVar[str] = "http-01"
+    challenge_type: ClassVar[ChallengeType] = "http-01"
     supports_ip: ClassVar[bool] = True  # RFC 8738 section 7: http-01 validates IPs too
 
     AUTH_OPTION: ClassVar[str] = "--http-01-auth-hook"

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from acmedryrun.errors import UsageError
-from acmedryrun.report import SolverErrorKind
+from acmedryrun.report import ChallengeType, SolverErrorKind
 from acmedryrun.solvers._base import Challenge, Solver, SolverFailure
 
 #: RFC 8737 section 6.2: the ALPN protocol ID of tls-alpn-01.
@@ -192,7 +192,7 @@ class TLSALPN01Standalone(Solver):
             and IPv6.
     """
 
-    challenge_type: ClassVar[str] = "tls-alpn-01"
+    challenge_type: ClassVar[ChallengeType] = "tls-alpn-01"
     supports_ip: ClassVar[bool] = True  # RFC 8738 section 6
     shareable: ClassVar[bool] = True
 
