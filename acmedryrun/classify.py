@@ -877,7 +877,10 @@ def _reference_ok(kind: TransportKind, reach: Reach | None) -> bool | None:
     if reach is None:
         return None
     if kind is TransportKind.TLS_VERIFY:
-        return {Reach.ANSWERED: True, Reach.TLS_VERIFY: False}.get(reach)
+        # A directory or an error page came over verified TLS: the trust store works.  A
+        # block page says only that something filters this machine: undecided.
+        return {Reach.DIRECTORY: True, Reach.ANSWERED: True,
+                Reach.TLS_VERIFY: False}.get(reach)
     return reach is not Reach.UNREACHABLE
 
 
