@@ -558,11 +558,16 @@ def descendants(root: int) -> set[int]:
     return found
 
 
-def test_a_hung_client_is_killed_whole_and_nothing_outlives_the_run(tmp_path: Path) -> None:
+def test_a_hung_client_is_killed_whole_and_nothing_outlives_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed at the bound with the grandchild that ignores SIGTERM; ports, temp dirs freed;
     the proxy, Pebble and its DNS listen on loopback only."""
     pidfile = tmp_path / "pids"
-    before = set(Path(tempfile.gettempdir()).glob("acmedryrun-chaos-*"))
+    # A temp root of this test's own: another suite on the machine makes and removes its own.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    before = set(private_tmp.glob("acmedryrun-chaos-*"))
     seen: set[str] = set()
     stop = threading.Event()
 
@@ -598,7 +603,7 @@ def test_a_hung_client_is_killed_whole_and_nothing_outlives_the_run(tmp_path: Pa
     port = int((tmp_path / "pids.port").read_text())
     with socket.socket() as probe:  # the client's responder port is free again
         probe.bind(("127.0.0.1", port))
-    assert set(Path(tempfile.gettempdir()).glob("acmedryrun-chaos-*")) == before
+    assert set(private_tmp.glob("acmedryrun-chaos-*")) == before
     assert seen, "the watcher saw the proxy and Pebble listen"
     assert seen <= {"0100007F", "00000000000000000000000001000000"}, seen  # 127.0.0.1, ::1
 
