@@ -123,6 +123,8 @@ class CsrInfo:
     der: bytes
     public_key: CertificatePublicKeyTypes
     names: tuple[str, ...]
+    #: The names are in the subject's commonName only, not in a subjectAltName.
+    common_name_only: bool = False
 
     @property
     def public_der(self) -> bytes:
@@ -179,16 +181,17 @@ def check_csr_key(key: CertificatePublicKeyTypes, source: str) -> None:
 def load_csr(data: bytes, source: str) -> CsrInfo:
     """Parse the subscriber's CSR (PEM or DER) and read its names.
 
-    Its names must be in a subjectAltName extension: RFC 8555 section 7.4 lets a CA
-    read a commonName too, but the Baseline Requirements put every name of a
-    certificate in its subjectAltName, and CAs such as Pebble refuse a CSR without one
-    at finalize (after the whole validation).  Its key must be one the CA signs
-    (:func:`check_csr_key`).
+    The names are its subjectAltName's DNS names and IP addresses.  A CSR without a
+    subjectAltName may name one DNS name in its commonName: RFC 8555 section 7.4 allows
+    it and Let's Encrypt accepts it (Boulder's ``identifier.FromCSR`` reads the
+    commonName and puts it in the certificate's subjectAltName), but other CAs, Pebble
+    among them, refuse it at finalize; :attr:`CsrInfo.common_name_only` says so, for a
+    warning.  Its key must be one the CA signs (:func:`check_csr_key`).
 
     Raises:
-        UsageError: it does not parse, is not signed by its own key, has no
-            subjectAltName naming a DNS name or IP address, or has a key the CA
-            would refuse.
+        UsageError: it does not parse, is not signed by its own key, names no DNS name
+            or IP address (an IP address only in the commonName included: RFC 8738
+            puts it in the subjectAltName), or has a key the CA would refuse.
     """
     try:
         csr = (x509.load_pem_x509_csr(data) if b"-----BEGIN" in data
@@ -208,15 +211,27 @@ def load_csr(data: bytes, source: str) -> CsrInfo:
         names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:
         pass
+    common_name_only = False
     if not names:
         cn = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-        where = f" (only a commonName, {cn[0]!r})" if cn else ""
-        raise UsageError(f"--csr: {source} has no subjectAltName naming a DNS name or IP"
-                         f" address{where}: put the names in a subjectAltName extension"
-                         " (openssl req -addext subjectAltName=DNS:...)")
+        if len(cn) != 1 or _is_ip(cn[0]):
+            where = f" (a commonName of {cn[0]!r}, an IP address)" if len(cn) == 1 else (
+                f" ({len(cn)} commonNames)" if cn else "")
+            raise UsageError(f"--csr: {source} names no DNS name or IP address in a"
+                             f" subjectAltName{where}: put the names in a subjectAltName"
+                             " extension (openssl req -addext subjectAltName=DNS:...)")
+        names, common_name_only = cn, True
     check_csr_key(csr.public_key(), source)
     return CsrInfo(csr.public_bytes(serialization.Encoding.DER), csr.public_key(),
-                   tuple(dict.fromkeys(n.lower() for n in names)))
+                   tuple(dict.fromkeys(n.lower() for n in names)), common_name_only)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _names_of(cert: x509.Certificate) -> list[str]:

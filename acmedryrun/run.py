@@ -38,6 +38,7 @@ from acmedryrun.preflight import (
 )
 from acmedryrun.production import ari, compare, twin
 from acmedryrun.report import (
+    Cause,
     Event,
     EventKind,
     Problem,
@@ -250,6 +251,8 @@ class Run:
     def check_locally(self) -> bool:
         """Preflight (or, without it, the challenge fit); False when the CA must not be asked."""
         plan, solver = self.plan, self.plan.solver
+        if plan.csr is not None and plan.csr.common_name_only:
+            self.add(_common_name_only(plan.csr.names))
         if not plan.preflight:
             # Even without preflight, an identifier the solver can never validate (a
             # wildcard over http-01) is not worth an order at the CA.
@@ -863,6 +866,18 @@ def acme_describe(exc: BaseException) -> str:
     from acmedryrun.transport import describe
 
     return describe(exc)
+
+
+def _common_name_only(names: Sequence[str]) -> Problem:
+    """The warning for a CSR whose name is in its commonName only (RFC 8555 section 7.4)."""
+    return Problem(
+        name="CsrCommonNameOnly", cause=Cause.CLIENT, severity=Severity.WARNING,
+        step=Step.FINALIZE, identifier=names[0],
+        detail=f"the CSR names {names[0]} in its commonName only, with no subjectAltName",
+        hint="RFC 8555 section 7.4 allows it and Let's Encrypt accepts it (it copies the"
+        " commonName into the certificate's subjectAltName), but other CAs refuse such a"
+        " CSR at finalize (Pebble: unauthorized): put the names in a subjectAltName extension"
+        " (openssl req -addext subjectAltName=DNS:...).")
 
 
 def _validation_port(solver: Solver) -> int:

@@ -319,6 +319,8 @@ _META: Mapping[str, tuple[str, str]] = {
     # -- result and cleanup
     "InvalidCertificateChain": (RESULT, "The issued chain does not parse or does not match"
                                 " the request."),
+    "CsrCommonNameOnly": (RESULT, "The CSR names its domain in the commonName only, which"
+                          " Let's Encrypt accepts and other CAs refuse."),
     "DeactivationIgnored": (RESULT, "The CA answered a deactivation but kept the"
                             " authorization."),
     "DeactivationSkipped": (RESULT, "The run's time was up before its authorizations were"
@@ -763,6 +765,10 @@ _NAMED: Sequence[tuple[str, Source]] = (
                                          " of its capacity or less left", CLIENT, WARNING,
                                          (Step.ORDER,), "Combine names on fewer certificates"
                                          " or spread them over the week.")),
+    ("CsrCommonNameOnly", _named("run", "with --csr: the CSR has no subjectAltName and names"
+                                 " one DNS name in its commonName", CLIENT, WARNING,
+                                 (Step.FINALIZE,), "Put the names in a subjectAltName"
+                                 " extension (openssl req -addext subjectAltName=DNS:...).")),
     ("CtUnavailable", _named("production.ct", "the CT source gave no answer for a registered"
                              " domain", NOBODY, INFO, (Step.ORDER,), "Look its certificates"
                              " up yourself, or run again later; this is no failure of the"

@@ -108,6 +108,34 @@ def test_the_subscribers_own_csr_is_used_and_its_names_read(
     assert sorted(report["certificate"]["names"]) == sorted(names)
 
 
+def test_a_csr_with_its_name_only_in_the_common_name_is_read_and_warned_about(
+    pebble: LocalPebble, unique_name: str, tmp_path: Path
+) -> None:
+    """RFC 8555 section 7.4 allows the commonName and Let's Encrypt accepts it: no usage
+    error, the name is read from it, a warning says other CAs refuse it; Pebble is one of
+    those (at finalize: unauthorized, "Order includes different number of DNSnames
+    identifiers than CSR specifies"), which is the client's to fix."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, unique_name)]))
+           .sign(key, hashes.SHA256()))
+    path = tmp_path / "cn-only.csr"
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    proc = cli("check", "--csr", str(path), "--directory", pebble.directory_url,
+               "--ca-bundle", pebble.ca_bundle, "--http-01-port", str(pebble.http_port),
+               "--http-01-address", "127.0.0.1", "--dns-resolver", pebble.dns_resolver,
+               "--json")
+    report = report_json(proc)
+    assert report["identifiers"] == [unique_name]
+    warning = next(p for p in report["problems"] if p["name"] == "CsrCommonNameOnly")
+    assert (warning["cause"], warning["severity"]) == ("client", "warning")
+    decisive = [p for p in report["problems"] if p["severity"] in ("fatal", "error")]
+    assert [(p["name"], p["cause"], p["step"]) for p in decisive] == [
+        ("Unauthorized", "client", "finalize")], decisive
+    assert "different number of DNSnames" in decisive[0]["detail"]
+    assert proc.returncode == 1, proc.stderr
+
+
 def test_csr_names_that_disagree_with_d_are_a_usage_error(tmp_path: Path) -> None:
     pem, _ = _csr(["a.example.com"])
     path = tmp_path / "req.pem"

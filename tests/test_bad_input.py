@@ -36,9 +36,9 @@ NEW_KEY = "new-account-key.pem"
 
 
 def _csr(key: CertificateIssuerPrivateKeyTypes, *, san: bool = True,
-         name: str = "a.example.org") -> bytes:
+         name: str = "a.example.org", cn: bool = True) -> bytes:
     builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)] if cn else []))
     if san:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]),
                                         critical=False)
@@ -53,7 +53,10 @@ def _input_file(name: str) -> bytes:
         "garbage.pem": lambda: b"this is not a certificate\n",
         "cut.pem": lambda: b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
         "ok.csr": lambda: _csr(ec.generate_private_key(ec.SECP256R1())),
-        "cn-only.csr": lambda: _csr(ec.generate_private_key(ec.SECP256R1()), san=False),
+        "no-names.csr": lambda: _csr(ec.generate_private_key(ec.SECP256R1()), san=False,
+                                     cn=False),
+        "ip-cn.csr": lambda: _csr(ec.generate_private_key(ec.SECP256R1()), san=False,
+                                  name="192.0.2.1"),
         "dsa.csr": lambda: _csr(dsa.generate_private_key(2048)),
         "ed25519.csr": lambda: _csr(ed25519.Ed25519PrivateKey.generate()),
         "p521.csr": lambda: _csr(ec.generate_private_key(ec.SECP521R1())),
@@ -157,8 +160,10 @@ BAD_OPTIONS: list[tuple[str, list[str], str, tuple[str, ...]]] = [
      "--key-type: rsa2048 together with --csr", ("ok.csr",)),
     ("key-type-default-spelled-with-csr", ["--csr", "ok.csr", "--key-type", "ec256"],
      "--key-type: ec256 together with --csr", ("ok.csr",)),
-    ("csr-without-san", ["--csr", "cn-only.csr"],
-     "--csr: cn-only.csr has no subjectAltName", ("cn-only.csr",)),
+    ("csr-without-names", ["--csr", "no-names.csr"],
+     "--csr: no-names.csr names no DNS name or IP address", ("no-names.csr",)),
+    ("csr-ip-only-in-common-name", ["--csr", "ip-cn.csr"],
+     "a commonName of '192.0.2.1', an IP address", ("ip-cn.csr",)),
     ("csr-dsa", ["--csr", "dsa.csr"], "--csr: dsa.csr has a DSA key", ("dsa.csr",)),
     ("csr-ed25519", ["--csr", "ed25519.csr"], "--csr: ed25519.csr has an Ed25519 key",
      ("ed25519.csr",)),
