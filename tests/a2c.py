@@ -52,7 +52,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -65,6 +65,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from acmedryrun.testing._challtestsrv import ChallTestSrvRecords
 
 __all__ = [
     "A2C_VERSION",
@@ -216,14 +218,6 @@ def _free_tcp_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _fqdn(host: str) -> str:
-    """Lower-case, with the trailing dot challtestsrv keys TXT records on."""
-    host = host.strip().lower()
-    if not host or host == ".":
-        raise ValueError("host must be a non-empty DNS name")
-    return host if host.endswith(".") else host + "."
-
-
 def _ca(common_name: str, now: datetime.datetime) -> tuple[ec.EllipticCurvePrivateKey,
                                                          x509.Certificate]:
     """A self-signed EC P-256 CA (path length 0), valid from yesterday for 30 days."""
@@ -305,7 +299,7 @@ def _generate_material(directory: Path) -> dict[str, Path]:
 # ------------------------------------------------------------------------- LocalA2C
 
 
-class LocalA2C:
+class LocalA2C(ChallTestSrvRecords):
     """acme2certifier plus a programmable DNS server on loopback, started and stopped as one.
 
     Args:
@@ -732,7 +726,7 @@ class LocalA2C:
 
     # ---------------------------------------------------------------- DNS records
 
-    def _post(self, endpoint: str, payload: Mapping[str, object]) -> None:
+    def _challtestsrv_post(self, endpoint: str, payload: Mapping[str, object]) -> None:
         if self._session is None or not self._running:
             raise LocalA2CError("LocalA2C is not running")
         url = f"{self.management_url}/{endpoint}"
@@ -743,31 +737,3 @@ class LocalA2C:
         if not 200 <= resp.status_code < 300:
             raise LocalA2CError(f"DNS management call {url} answered {resp.status_code}:"
                                 f" {resp.text.strip()!r}")
-
-    def add_a(self, host: str, addresses: Sequence[str]) -> None:
-        """Answer A queries for ``host`` with ``addresses`` instead of `http_address`."""
-        if isinstance(addresses, str) or not addresses:
-            raise ValueError("addresses must be a non-empty sequence of IPv4 addresses")
-        for address in addresses:
-            ipaddress.IPv4Address(address)
-        self._post("add-a", {"host": _fqdn(host), "addresses": list(addresses)})
-
-    def clear_a(self, host: str) -> None:
-        """Back to the default A answer (`http_address`) for ``host``."""
-        self._post("clear-a", {"host": _fqdn(host)})
-
-    def set_txt(self, host: str, value: str) -> None:
-        """Add a TXT value at ``host`` (repeated calls add values: wildcard plus base name)."""
-        self._post("set-txt", {"host": _fqdn(host), "value": value})
-
-    def clear_txt(self, host: str) -> None:
-        """Remove every TXT value at ``host``."""
-        self._post("clear-txt", {"host": _fqdn(host)})
-
-    def set_servfail(self, host: str) -> None:
-        """Answer SERVFAIL for every query about ``host``."""
-        self._post("set-servfail", {"host": _fqdn(host)})
-
-    def clear_servfail(self, host: str) -> None:
-        """Undo `set_servfail`."""
-        self._post("clear-servfail", {"host": _fqdn(host)})
