@@ -171,8 +171,6 @@ def dry_run_many(
     Raises:
         UsageError: bad arguments (checked before any run starts).
     """
-    from acmedryrun import api, certs
-    from acmedryrun import options as opts
     from acmedryrun.solvers import HTTP01Standalone, Solver
 
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -185,10 +183,51 @@ def dry_run_many(
     if shared is not None and not shared.shareable and concurrency > 1:
         raise UsageError(f"solver: {type(shared).__name__} keeps per-run state; pass a factory"
                          " (a callable returning a new solver) for concurrent runs")
-    base = Options.of(directory=directory, **options)
-    # The batch-wide options (directory, CA bundle, resolver, EAB, email, the solver, ...)
-    # are checked once, before anything is written: a bad one is the batch's usage error,
-    # not every line's.  (A name that always parses stands in for the lines' names.)
+    base = _batch_options(Options.of(directory=directory, **options), shared)
+
+    def solver_for(job: BatchJob) -> Solver:
+        if job.solver is not None:
+            return job.solver  # type: ignore[no-any-return]
+        return shared if shared is not None else solver()
+
+    def for_run(job: BatchJob, line_options: Options) -> Options:
+        if job.solver is None and (shared is None or line_options.solver is not shared):
+            # A solver with per-run state: a fresh one for this run (the one made to
+            # check the line's arguments answered nothing).
+            return dataclasses.replace(line_options, solver=solver_for(job))
+        return line_options
+
+    planned, skipped = _plan_jobs(jobs, base, solver_for=solver_for, skip=skip,
+                                  on_invalid=on_invalid, on_skip=on_skip)
+    if not planned and not skipped:
+        raise UsageError("batch: no certificate to check")
+    if shared is not None and all(job.solver is not None for job, _ in planned):
+        shared = None  # every job brings its own: bind nothing for the batch's
+    if shared is not None:
+        shared.open()  # bind once: a port in use is a usage error before any run
+    try:
+        if on_start is not None:
+            on_start()
+        if not planned:  # every line was in the output already (--resume)
+            return []
+        return _run_all(planned, concurrency=concurrency, cancel=cancel or threading.Event(),
+                        pace=pace, for_run=for_run, connections=base.connections,
+                        on_report=on_report)
+    finally:
+        if shared is not None:
+            shared.close()
+
+
+def _batch_options(base: Options, shared: Any) -> Options:
+    """The options every run shares, checked once; the batch's one account key and CT cache.
+
+    The batch-wide options (directory, CA bundle, resolver, EAB, email, the solver, ...)
+    are checked before anything is written: a bad one is the batch's usage error, not
+    every line's.  (A name that always parses stands in for the lines' names.)
+    """
+    from acmedryrun import certs
+    from acmedryrun import options as opts
+
     opts.plan(["example.com"], dataclasses.replace(base, solver=shared) if shared else base)
     # One account for the whole batch, resolved (or created, 0600) once, up front.
     key, new_path = opts.account_key_of(base.account_key)
@@ -203,15 +242,25 @@ def dry_run_many(
 
         # One Certificate Transparency look-up per registered domain for the whole batch.
         base = dataclasses.replace(base, ct_cache=CtCache())
+    return base
 
-    def solver_for(job: BatchJob) -> Solver:
-        if job.solver is not None:
-            return job.solver  # type: ignore[no-any-return]
-        return shared if shared is not None else solver()
 
-    # Every line's arguments are checked before any run starts; a bad line is reported
-    # and skipped, the others still run.  The CA bundle, checked above, is not read
-    # again for each of thousands of lines (6 s for 10,000).
+def _plan_jobs(
+    jobs: Iterable[BatchJob | Sequence[str]], base: Options, *,
+    solver_for: Callable[[BatchJob], Any],
+    skip: Mapping[frozenset[str], int] | None,
+    on_invalid: Callable[[BatchJob, str], None] | None,
+    on_skip: Callable[[BatchJob, frozenset[str]], None] | None,
+) -> tuple[list[tuple[BatchJob, Options]], int]:
+    """Every line's arguments, checked before any run starts; the lines to run, and how
+    many were skipped as already done.
+
+    A bad line is reported and skipped, the others still run.  The CA bundle, checked
+    with the batch's options, is not read again for each of thousands of lines (6 s for
+    10,000).
+    """
+    from acmedryrun import options as opts
+
     planned: list[tuple[BatchJob, Options]] = []
     to_skip = collections.Counter(skip or {})
     skipped = 0
@@ -233,30 +282,24 @@ def dry_run_many(
                 on_skip(job, names)
             continue
         planned.append((job, line_options))
-    if not planned and not skipped:
-        raise UsageError("batch: no certificate to check")
-    cancel = cancel or threading.Event()
-    if shared is not None and all(job.solver is not None for job, _ in planned):
-        shared = None  # every job brings its own: bind nothing for the batch's
-    if shared is not None:
-        shared.open()  # bind once: a port in use is a usage error before any run
-    try:
-        if on_start is not None:
-            on_start()
-    except BaseException:
-        if shared is not None:
-            shared.close()
-        raise
-    if not planned:  # every line was in the output already (--resume)
-        if shared is not None:
-            shared.close()
-        return []
-    connections = None
-    if base.connections is None:
+    return planned, skipped
+
+
+def _run_all(
+    planned: Sequence[tuple[BatchJob, Options]], *, concurrency: int,
+    cancel: threading.Event, pace: float,
+    for_run: Callable[[BatchJob, Options], Options], connections: Any,
+    on_report: Callable[[BatchJob, Report], None] | None,
+) -> list[tuple[BatchJob, Report]]:
+    """Run the planned jobs, ``concurrency`` at a time; ``(job, report)`` as they finish."""
+    from acmedryrun import api
+
+    own_pool = None
+    if connections is None:
         from acmedryrun.transport import ConnectionPool
 
         # Kept-alive connections to the CA for the whole batch: set up once, not per run.
-        connections = ConnectionPool(size=max(16, 2 * concurrency))
+        connections = own_pool = ConnectionPool(size=max(16, 2 * concurrency))
     pacer = _Pacer(pace, cancel)
     lock = threading.Lock()
     finished: list[tuple[BatchJob, Report]] = []
@@ -265,12 +308,7 @@ def dry_run_many(
         job, job_options = item
         if not pacer.wait_turn():
             return
-        if job.solver is None and (shared is None or job_options.solver is not shared):
-            # A solver with per-run state: a fresh one for this run (the one made to
-            # check the line's arguments answered nothing).
-            job_options = dataclasses.replace(job_options, solver=solver_for(job))
-        if connections is not None:
-            job_options = dataclasses.replace(job_options, connections=connections)
+        job_options = dataclasses.replace(for_run(job, job_options), connections=connections)
         try:
             report = api.run_options(list(job.identifiers), job_options, cancel=cancel)
         except Cancelled:
@@ -302,10 +340,8 @@ def dry_run_many(
                     f.cancel()
                 raise
     finally:
-        if shared is not None:
-            shared.close()
-        if connections is not None:
-            connections.close()
+        if own_pool is not None:
+            own_pool.close()
     return finished
 
 
