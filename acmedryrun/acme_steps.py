@@ -385,6 +385,18 @@ class AcmeClient:
             with self._lock:
                 self._nonces.append(nonce)
 
+    def seed_nonce(self, nonce: str) -> None:
+        """Start this stream with a nonce an earlier run left (a batch's run cache)."""
+        self._stream.nonce = nonce
+
+    def spare_nonces(self) -> list[str]:
+        """This stream's and the pool's unused nonces, handed over (for the next run)."""
+        spare = [n for n in (self._stream_nonce(),) if n is not None]
+        with self._lock:
+            spare += self._nonces
+            self._nonces.clear()
+        return spare
+
     def _stream_nonce(self) -> str | None:
         nonce: str | None = getattr(self._stream, "nonce", None)
         self._stream.nonce = None

@@ -212,7 +212,7 @@ def dry_run_many(
             return []
         return _run_all(planned, concurrency=concurrency, cancel=cancel or threading.Event(),
                         pace=pace, for_run=for_run, connections=base.connections,
-                        on_report=on_report)
+                        run_cache=base.run_cache, on_report=on_report)
     finally:
         if shared is not None:
             shared.close()
@@ -288,11 +288,15 @@ def _plan_jobs(
 def _run_all(
     planned: Sequence[tuple[BatchJob, Options]], *, concurrency: int,
     cancel: threading.Event, pace: float,
-    for_run: Callable[[BatchJob, Options], Options], connections: Any,
+    for_run: Callable[[BatchJob, Options], Options], connections: Any, run_cache: Any,
     on_report: Callable[[BatchJob, Report], None] | None,
 ) -> list[tuple[BatchJob, Report]]:
     """Run the planned jobs, ``concurrency`` at a time; ``(job, report)`` as they finish."""
     from acmedryrun import api
+    from acmedryrun.run_cache import RunCache
+
+    # The directory, the twin's, the account and spare nonces: asked once per batch.
+    run_cache = run_cache if run_cache is not None else RunCache()
 
     own_pool = None
     if connections is None:
@@ -308,7 +312,8 @@ def _run_all(
         job, job_options = item
         if not pacer.wait_turn():
             return
-        job_options = dataclasses.replace(for_run(job, job_options), connections=connections)
+        job_options = dataclasses.replace(for_run(job, job_options), connections=connections,
+                                          run_cache=run_cache)
         try:
             report = api.run_options(list(job.identifiers), job_options, cancel=cancel)
         except Cancelled:

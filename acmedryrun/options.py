@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from acmedryrun.certs import CsrInfo
     from acmedryrun.preflight.identifiers import Identifier
     from acmedryrun.production.policy import CaPolicy
+    from acmedryrun.run_cache import RunCache
     from acmedryrun.solvers import Solver
 
 DEFAULT_TIMEOUT = 300.0
@@ -101,6 +102,9 @@ class Options:
     #: Kept-alive connections shared by the runs of a batch (an
     #: :class:`acmedryrun.transport.ConnectionPool`); the run's own when None.
     connections: Any = field(default=None, compare=False, repr=False)
+    #: What the runs of a batch learn once (an :class:`acmedryrun.run_cache.RunCache`:
+    #: the directory, the twin's, the account, spare nonces); nothing shared when None.
+    run_cache: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         timeout = self.timeout
@@ -179,6 +183,7 @@ class Plan:
     ct_url: str = DEFAULT_CT_URL
     ct_cache: Any = None
     connections: Any = None
+    run_cache: RunCache | None = None
 
     @property
     def account_key_given(self) -> bool:
@@ -520,7 +525,8 @@ def plan(identifiers: Sequence[str], options: Options) -> Plan:
         new_account_key_path=new_key_path, email=email, eab=eab, profile=profile,
         preflight=o.preflight, dns_resolver=resolver, caa_identities=caa,
         allow_production=o.allow_production, renewing=renewing_pem, ct_policy=ct_policy,
-        ct_url=ct_url, ct_cache=o.ct_cache, connections=o.connections)
+        ct_url=ct_url, ct_cache=o.ct_cache, connections=o.connections,
+        run_cache=o.run_cache)
 
 
 def _ct(o: Options, target: Target) -> tuple[CaPolicy | None, str]:

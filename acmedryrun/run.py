@@ -179,6 +179,7 @@ class Run:
             try:
                 self.cleanup()
                 self.finish_ct()
+                self._leave_nonces()
             finally:
                 self.transport.close()
         if self.deadline.cancelled:
@@ -280,8 +281,15 @@ class Run:
         """GET the directory; refuse one that serves a production CA's endpoints."""
         self.client = acme.AcmeClient(self.transport, self._account_key(),
                                       deadline=self.deadline, on_retry=self._on_retry)
+        cache, url = self.plan.run_cache, self.plan.target.url
+        read = cache.directory(url) if cache is not None else None
         with self.step(Step.DIRECTORY):
-            directory = acme.get_directory(self.client, self.plan.target.url)
+            if read is not None:  # read and checked by an earlier run of the batch
+                directory = self.client.directory = read
+            else:
+                directory = acme.get_directory(self.client, url)
+                if cache is not None:
+                    cache.remember_directory(url, directory)
         known = directories.by_endpoints(directory.data, directories.Kind.PRODUCTION)
         if known is not None and not self.plan.allow_production:
             raise ProductionRefused(
@@ -319,13 +327,21 @@ class Run:
         url = self.plan.target.reference_url
         if not url:
             return
-        reference = twin.fetch_directory(self.transport, url)
-        if isinstance(reference, twin.TwinUnavailable):
-            self.add(twin.twin_unavailable_problem(url, reference))
-            self.twin = ProductionTwin(url, False, (
-                f"production ({url}) could not be compared: {reference.reason}",))
-            return
-        self._reach = c.Reach.DIRECTORY
+        cache = self.plan.run_cache
+        reference = cache.twin(url) if cache is not None else None
+        if reference is None:
+            answer = twin.fetch_directory(self.transport, url)
+            if isinstance(answer, twin.TwinUnavailable):
+                self.add(twin.twin_unavailable_problem(url, answer))
+                self.twin = ProductionTwin(url, False, (
+                    f"production ({url}) could not be compared: {answer.reason}",))
+                return
+            # What this run saw of production now decides its blame; a batch's earlier
+            # answer does not (the network may have gone since).
+            self._reach = c.Reach.DIRECTORY
+            reference = answer
+            if cache is not None:
+                cache.remember_twin(url, reference)
         used = compare.UsedFeatures(challenge_type=self.plan.solver.challenge_type,
                                     profile=self.plan.profile, eab=self.plan.eab is not None)
         self.comparison = compare.compare_directories(directory.data, reference, used=used)
@@ -338,18 +354,34 @@ class Run:
 
     def register(self) -> None:
         """A nonce, then the account (looked up first when the key is the caller's)."""
-        client = self._client()
+        client, cache = self._client(), self.plan.run_cache
+        assert client.directory is not None  # noqa: S101 - get_directory() ran
+        new_nonce, new_account = client.directory.new_nonce.text, client.directory.new_account.text
         with self.step(Step.NONCE):
-            acme.new_nonce(client)
+            nonce = cache.take_nonce(new_nonce) if cache is not None else None
+            if nonce is not None:
+                client.seed_nonce(nonce)  # left by an earlier run of the batch
+            else:
+                acme.new_nonce(client)
         with self.step(Step.ACCOUNT):
-            account = acme.find_account(client) if self.plan.account_key_given else None
-            if account is None:
-                eab = (self.plan.eab.kid, self.plan.eab.hmac_key) if self.plan.eab else None
-                account = acme.new_account(client, email=self.plan.email, eab=eab)
-                self.account_created = True
+            thumbprint = client.key.thumbprint().hex()
+            known = cache.account(new_account, thumbprint) if cache is not None else None
+            account: acme.Account | None = None
+            if known is not None:  # an earlier run of the batch found or made it, valid
+                account, self.account_created = acme.Account(known[0], "valid"), known[1]
+            else:
+                account = acme.find_account(client) if self.plan.account_key_given else None
+                if account is None:
+                    eab = (self.plan.eab.kid, self.plan.eab.hmac_key) if self.plan.eab \
+                        else None
+                    account = acme.new_account(client, email=self.plan.email, eab=eab)
+                    self.account_created = True
             client.kid = self.account_url = account.url
             if account.status != "valid":
                 raise self.fail(c.AccountStatus(account.status), Step.ACCOUNT)
+            if cache is not None and known is None:
+                cache.remember_account(new_account, thumbprint, account.url,
+                                       created=self.account_created)
         # CAA accounturi against the account this run got (production's differs).
         for problem in accounturi_problems(self.caa, staging_account_url=self.account_url,
                                            production_url=self.plan.target.reference_url):
@@ -683,6 +715,13 @@ class Run:
         if self._ct_reasons:
             self.twin = dataclasses.replace(
                 self.twin, reasons=self.twin.reasons + self._ct_reasons)
+
+    def _leave_nonces(self) -> None:
+        """Hand the run's unused nonces to the batch's next run (with a run cache)."""
+        client, cache = self.client, self.plan.run_cache
+        if cache is not None and client is not None and client.directory is not None \
+                and not self.deadline.cancelled:
+            cache.give_nonces(client.directory.new_nonce.text, client.spare_nonces())
 
     # -- helpers ------------------------------------------------------------------------------
 

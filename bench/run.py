@@ -923,6 +923,16 @@ def floor_requests(n: int) -> int:
     return 6 + 3 * n
 
 
+#: Parallel request streams for an order's authorizations (acmedryrun.run.STREAMS): each
+#: stream past the first may cost one newNonce of its own (issue 18).
+STREAMS = 8
+
+
+def extra_stream_nonces(n: int) -> int:
+    """The most newNonce requests above the floor an order of ``n`` names may cost."""
+    return min(n, STREAMS) - 1
+
+
 def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
     """Every target of the issues (8 and 18; at latency 18's): measured, threshold, met."""
     one = res["scenarios"]["one"]
@@ -990,21 +1000,26 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
                 pebble_polls = (s.pebble_requests or 0) - floor
                 if s.adr_requests is None or s.adr_polls is None:
                     continue
-                exact = s.adr_requests - s.adr_polls == floor and s.pebble_requests == \
-                    s.adr_requests and s.endpoints.get("directory") == 1 \
-                    and s.endpoints.get("newNonce") == 1 \
+                nonces = s.endpoints.get("newNonce") or 0
+                exact = 1 <= nonces <= 1 + extra_stream_nonces(n) \
+                    and s.adr_requests - s.adr_polls == floor + nonces - 1 \
+                    and s.pebble_requests == s.adr_requests \
+                    and s.endpoints.get("directory") == 1 \
                     and s.endpoints.get("newAccount") == 1 \
                     and s.endpoints.get("newOrder") == 1 \
                     and s.endpoints.get("challenge") == n \
                     and s.endpoints.get("finalize") == 1 \
                     and s.endpoints.get("certificate") == 1
                 ok = ok and exact and s.adr_polls <= TARGET_POLLS_PER_AUTHZ * n
-                worst.append((s.adr_requests, s.adr_polls, pebble_polls))
+                worst.append((s.adr_requests, s.adr_polls, pebble_polls, nonces - 1))
         shown = "n/a" if not worst else (
             f"floor {floor_requests(n)}; total {min(w[0] for w in worst)}-"
             f"{max(w[0] for w in worst)}, polls {min(w[1] for w in worst)}-"
-            f"{max(w[1] for w in worst)} (<= {TARGET_POLLS_PER_AUTHZ * n} allowed)")
-        rows.append({"target": f"requests = floor + polls, polls <= 2/authz ({label})",
+            f"{max(w[1] for w in worst)} (<= {TARGET_POLLS_PER_AUTHZ * n} allowed), extra"
+            f" stream nonces {min(w[3] for w in worst)}-{max(w[3] for w in worst)}"
+            f" (<= {extra_stream_nonces(n)} allowed)")
+        rows.append({"target": f"requests = floor + stream nonces + polls, polls <= 2/authz"
+                               f" ({label})",
                      "measured": None, "op": "==", "threshold": None, "shown": shown,
                      "unit": "",
                      "met": ok if worst else None, "note": "report and Pebble's log agree"
@@ -1018,7 +1033,8 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({
             "target": "requests = floor + polls, polls <= 2/authz (batch, every run)",
             "measured": None, "op": "==", "threshold": None, "unit": "",
-            "met": over_floor == 0 and over_polls == 0,
+            # The first run of each batch creates the shared account: one newAccount more.
+            "met": over_floor <= extra_accounts and over_polls == 0,
             "note": f"{extra_accounts} extra newAccount requests in Pebble's log, one per"
                     " batch: the first run looks the shared key up (accountDoesNotExist)"
                     " and creates the account; the others only look it up"

@@ -20,7 +20,7 @@ PURE = (
     "acmedryrun.classify", "acmedryrun.verdict", "acmedryrun.urls", "acmedryrun.report",
     "acmedryrun.directories", "acmedryrun.deadline", "acmedryrun.preflight.identifiers",
     "acmedryrun.preflight.caa", "acmedryrun.preflight.records",
-    "acmedryrun.production.compare", "acmedryrun.production.policy",
+    "acmedryrun.production.compare", "acmedryrun.production.policy", "acmedryrun.run_cache",
 )
 #: What a pure module may not import, directly or through another package module.
 IO = ("requests", "urllib3", "socket", "ssl", "http", "dns.query", "dns.resolver",

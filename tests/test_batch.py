@@ -262,18 +262,70 @@ def test_batch_output_that_is_a_directory_is_exit_64(tmp_path: Path) -> None:
     assert "--output" in proc.stderr
 
 
-def test_a_batch_creates_its_account_once_then_only_looks_it_up(
+def test_a_batch_asks_directory_twin_and_account_once_and_passes_nonces_on(
     pebble: LocalPebble, tmp_path: Path
 ) -> None:
+    """What does not change between runs is asked once per batch (acmedryrun.run_cache);
+    what each run must prove (order, authorizations, challenges, finalize, certificate)
+    is asked by every run."""
+    from acmedryrun import Verdict
     from acmedryrun.batch import dry_run_many
     from acmedryrun.solvers import HTTP01Standalone
+    from acmedryrun.testing import FaultProxy
 
-    results = dry_run_many(
-        [[f"a{i}.once.example.com"] for i in range(8)], directory=pebble.directory_url,
-        ca_bundle=pebble.ca_bundle, dns_resolver=pebble.dns_resolver, concurrency=4,
-        solver=HTTP01Standalone(port=pebble.http_port, address="127.0.0.1"))
-    assert len(results) == 8
-    floor = 9  # directory, nonce, account, order, authz, answer, finalize, cert, deactivate
-    over = sorted(r.requests.total - r.requests.polls - floor for _, r in results)
-    assert over == [0] * 7 + [1], "only the first run also created the account"
+    with LocalPebble() as production, FaultProxy(
+            pebble.directory_url, upstream_ca_bundle=pebble.ca_bundle) as staging, \
+            FaultProxy(production.directory_url,
+                       upstream_ca_bundle=production.ca_bundle) as twin:
+        bundle = tmp_path / "both.pem"
+        bundle.write_text(Path(staging.ca_bundle).read_text()
+                          + Path(twin.ca_bundle).read_text())
+        names = [f"a{i}.once.example.com" for i in range(8)]
+        results = dry_run_many(
+            [[n] for n in names], directory=staging.directory_url, ca_bundle=str(bundle),
+            reference_directory=twin.directory_url, dns_resolver=pebble.dns_resolver,
+            concurrency=4, solver=HTTP01Standalone(port=pebble.http_port, address="127.0.0.1"))
+        hits = {e: staging.hits(e) for e in ("directory", "nonce", "account", "order",
+                                            "finalize", "certificate")}
+        twin_hits = twin.hits("directory")
+    assert [r.verdict for _, r in results] == [Verdict.LIKELY_SUCCESS] * 8, results
+    assert all(v.fresh for _, r in results for v in r.validated)
+    assert twin_hits == 1
+    assert hits["directory"] == 1
+    assert hits["account"] == 2  # the first run alone: the look-up, then the creation
+    assert hits["order"] == hits["finalize"] == hits["certificate"] == 8
+    # Spare nonces pass from run to run: newNonce only while none is left (the first
+    # run, then at most the other three of the first wave).
+    assert 1 <= hits["nonce"] <= 4, hits
     assert len({r.account_url for _, r in results}) == 1
+    floor = 6  # order, authorization, answer, finalize, certificate, deactivation
+    first = results[0][1]
+    assert first.requests.total - first.requests.polls == floor + 4  # dir, nonce, 2 account
+    later = sorted(r.requests.total - r.requests.polls - floor for _, r in results[1:])
+    assert set(later) <= {0, 1}, later  # 1: a newNonce of its own
+
+
+def test_a_twin_that_could_not_be_read_is_asked_again_by_the_next_run(
+    pebble: LocalPebble, tmp_path: Path
+) -> None:
+    """Only a twin that answered is remembered: one 500 costs one run its comparison."""
+    from acmedryrun.batch import dry_run_many
+    from acmedryrun.solvers import HTTP01Standalone
+    from acmedryrun.testing import FaultProxy, parse_fault
+
+    with LocalPebble() as production, FaultProxy(
+            production.directory_url, upstream_ca_bundle=production.ca_bundle,
+            faults=[parse_fault("directory:status:500,count=1")]) as twin:
+        bundle = tmp_path / "both.pem"
+        bundle.write_text(Path(pebble.ca_bundle).read_text() + Path(twin.ca_bundle).read_text())
+        results = dry_run_many(
+            [[f"t{i}.twin.example.com"] for i in range(3)], directory=pebble.directory_url,
+            ca_bundle=str(bundle), reference_directory=twin.directory_url,
+            dns_resolver=pebble.dns_resolver, concurrency=1,
+            solver=HTTP01Standalone(port=pebble.http_port, address="127.0.0.1"))
+        twin_hits = twin.hits("directory")
+    unavailable = [any(p.name == "ProductionTwinUnavailable" for p in r.problems)
+                   for _, r in results]
+    assert unavailable == [True, False, False]
+    assert [r.production_twin.compared for _, r in results] == [False, True, True]
+    assert twin_hits == 2
