@@ -1,8 +1,9 @@
 """The command line: argparse -> dry_run() -> exit code.
 
 Exit codes (CONTRACT.md): 0 likely_success, 1 client_error, 2 staging_unstable,
-64 usage error (argparse's own exit 2 never leaks), 70 internal error (a bug:
-traceback on stderr, never a verdict).
+64 usage error (argparse's own exit 2 never leaks), 69 a required local program
+missing (demo, chaos), 70 internal error (a bug: traceback on stderr, never a
+verdict), 130 interrupted.
 
 Heavy modules (acme, cryptography, requests) are imported only by the commands
 that need them, so ``acmedryrun --help`` stays quick.
@@ -360,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="ACME dry runs against staging that tell a broken setup from a flaky"
         " staging CA.",
         epilog="exit codes: 0 likely_success, 1 client_error, 2 staging_unstable,"
-        " 64 usage error, 70 internal error",
+        " 64 usage error, 69 a required local program missing (demo, chaos),"
+        " 70 internal error, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

@@ -336,3 +336,13 @@ def test_demo_all_shows_the_three_verdicts() -> None:
         verdicts.append(report["verdict"])
         text = text.lstrip()[end:]
     assert verdicts == ["likely_success", "client_error", "staging_unstable"]
+
+
+def test_help_names_every_exit_code_of_the_contract() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    epilog = " ".join(result.stdout.split()).partition("exit codes:")[2]
+    for code in ("0 likely_success", "1 client_error", "2 staging_unstable", "64 usage error",
+                 "69 a required local program missing", "70 internal error",
+                 "130 interrupted"):
+        assert code in epilog
