@@ -1,5 +1,5 @@
 """``python -m acmedryrun``: the CLI."""
 
-from acmedryrun.cli import main
+from acmedryrun.cli import entry
 
-raise SystemExit(main())
+entry()
