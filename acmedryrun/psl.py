@@ -3,8 +3,8 @@
 Shared by the preflight identifier rules (Boulder refuses a name that is an ICANN
 suffix) and the rate-limit estimates (a certificate counts against its registered
 domain).  The list comes from the ``publicsuffixlist`` package, which pip keeps
-current; its file is read here in one pass into one table for both sections (a few
-ms on first use, only on the paths that need it) instead of through the package's
+current; its file is read here in one pass into one table for both sections (about
+14 ms on first use, only on the paths that need it) instead of through the package's
 two ``PublicSuffixList`` objects, which cost about 95 ms to build: each runs the
 ``idna`` codec on every one of the list's ten thousand rules.  Here the list keeps
 its IDN rules in Unicode and a name's A-labels are decoded instead, only when it has
