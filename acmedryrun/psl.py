@@ -33,7 +33,9 @@ def _table() -> tuple[dict[str, int], int]:
     """Every rule of the list, by its suffix (no ``!`` or ``*.``), and the most labels in one."""
     import publicsuffixlist
 
-    path = os.path.join(os.path.dirname(publicsuffixlist.__file__), "public_suffix_list.dat")
+    # The package's own name for its copy of the list (1.x), else where 1.x keeps it.
+    path = getattr(publicsuffixlist, "PSLFILE", None) or os.path.join(
+        os.path.dirname(publicsuffixlist.__file__), "public_suffix_list.dat")
     table: dict[str, int] = {}
     most = 0
     shift = _PRIVATE_SHIFT  # the package counts a rule outside the ICANN section as private
