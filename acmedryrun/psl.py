@@ -73,11 +73,6 @@ def _unicode(label: str) -> str:
     return label
 
 
-def _labels(name: str) -> list[str] | None:
-    labels = name.lower().removesuffix(".").split(".")
-    return None if "" in labels else labels
-
-
 def _public_labels(labels: list[str], mask: int, accept_unknown: bool) -> int:
     """How many of ``labels``' last labels are its public suffix; 0 when no rule names it."""
     table, most = _table()
@@ -88,24 +83,35 @@ def _public_labels(labels: list[str], mask: int, accept_unknown: bool) -> int:
     for start in range(max(0, count - (most + 1)), count):
         depth = count - start
         bits = table.get(".".join(keys[start:]), 0) & mask
-        if bits & (_EXCEPT | _EXCEPT << _PRIVATE_SHIFT):
+        bits |= bits >> _PRIVATE_SHIFT  # either section's rule, as one kind
+        if bits & _EXCEPT:
             return depth - 1
-        if bits & (_WILD | _WILD << _PRIVATE_SHIFT):
+        if bits & _WILD:
             return depth + 1 if start > 0 else depth
-        if bits & (_EXACT | _EXACT << _PRIVATE_SHIFT):
+        if bits & _EXACT:
             return depth
     return 1 if accept_unknown else 0
 
 
+def _tail(name: str, *, mask: int, accept_unknown: bool, extra: int) -> str | None:
+    """``name``'s public suffix and ``extra`` labels more; None when it has no such part.
+
+    ``name`` is already :func:`_clean`; a name with an empty label has no suffix, as in
+    the package.
+    """
+    labels = name.split(".")
+    if "" in labels:
+        return None
+    depth = _public_labels(labels, mask, accept_unknown)
+    if not depth or len(labels) < depth + extra:
+        return None
+    return ".".join(labels[-(depth + extra):])
+
+
 def _public_suffix(name: str, *, icann_only: bool) -> str | None:
     """The list's public suffix of ``name``, or None when no rule names it (unknown TLD)."""
-    labels = _labels(name)
-    if labels is None:
-        return None
-    depth = _public_labels(labels, _ICANN_MASK if icann_only else _ALL_MASK, False)
-    if not depth or len(labels) < depth:
-        return None
-    return ".".join(labels[-depth:])
+    return _tail(name, mask=_ICANN_MASK if icann_only else _ALL_MASK, accept_unknown=False,
+                 extra=0)
 
 
 def _clean(name: str) -> str:
@@ -123,17 +129,6 @@ def is_private_suffix(name: str) -> bool:
     name = _clean(name)
     return (_public_suffix(name, icann_only=False) == name
             and _public_suffix(name, icann_only=True) != name)
-
-
-def _registrable(name: str) -> str | None:
-    """The package's ``PublicSuffixList().privatesuffix(name)``: suffix plus one label."""
-    labels = _labels(name)
-    if labels is None:
-        return None
-    depth = _public_labels(labels, _ALL_MASK, True)
-    if not depth or len(labels) < depth + 1:
-        return None
-    return ".".join(labels[-(depth + 1):])
 
 
 def registered_domain(name: str) -> str:
@@ -154,4 +149,5 @@ def registered_domain(name: str) -> str:
         if ip.version == 6:
             return str(ipaddress.ip_network(f"{ip}/64", strict=False))
         return str(ip)
-    return _registrable(name) or name
+    # The package's ``PublicSuffixList().privatesuffix(name)``: the suffix and one label.
+    return _tail(name, mask=_ALL_MASK, accept_unknown=True, extra=1) or name

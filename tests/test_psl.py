@@ -54,16 +54,12 @@ def _names() -> list[str]:
     return sorted(names)
 
 
-def test_every_rule_and_the_names_around_it_get_the_packages_answers():
+def test_every_rule_and_the_names_around_it_get_the_packages_answers() -> None:
     names = _names()
     assert len(names) > 45_000  # every rule (IDN ones twice), four names under it, its parent
-    wrong = [(name, _expected(name),
-              (psl.is_icann_suffix(name), psl.is_private_suffix(name),
-               psl.registered_domain(name)))
-             for name in names
-             if _expected(name) != (psl.is_icann_suffix(name), psl.is_private_suffix(name),
-                                    psl.registered_domain(name))]
-    assert wrong == []
+    answers = {name: (_expected(name), (psl.is_icann_suffix(name), psl.is_private_suffix(name),
+                                         psl.registered_domain(name))) for name in names}
+    assert {name: pair for name, pair in answers.items() if pair[0] != pair[1]} == {}
 
 
 @pytest.mark.parametrize(("name", "icann", "private", "registered"), [
@@ -82,7 +78,7 @@ def test_every_rule_and_the_names_around_it_get_the_packages_answers():
     ("192.0.2.7", False, False, "192.0.2.7"),
     ("2001:db8::1", False, False, "2001:db8::/64"),
 ])
-def test_the_rules_preflight_and_the_rate_limit_estimates_lean_on(name, icann, private,
-                                                                  registered):
+def test_the_rules_preflight_and_the_rate_limit_estimates_lean_on(
+        name: str, icann: bool, private: bool, registered: str) -> None:
     assert (psl.is_icann_suffix(name), psl.is_private_suffix(name),
             psl.registered_domain(name)) == (icann, private, registered)
